@@ -1,0 +1,148 @@
+"""Entities of the contest and their pure behaviour."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from enum import StrEnum
+
+
+class UnitKind(StrEnum):
+    DEPARTMENT = "phong_ban"
+    WARD = "phuong"
+    EDUCATION = "giao_duc"
+
+
+class Group(StrEnum):
+    CIVIL_SERVANT = "civil_servant"
+    CITIZEN = "citizen"
+
+
+class Position(StrEnum):
+    LEADER = "leader"
+    STAFF = "staff"
+
+
+class AttemptStatus(StrEnum):
+    IN_PROGRESS = "in_progress"
+    SUBMITTED = "submitted"  # every question answered
+    EXPIRED = "expired"  # closed by the deadline
+
+
+@dataclass(frozen=True)
+class Unit:
+    id: int
+    code: str
+    name: str
+    kind: UnitKind
+    staff_count: int
+
+
+@dataclass(frozen=True)
+class Question:
+    id: int
+    topic: str
+    text: str
+    options: tuple[str, str, str]
+    answer: int  # index into options, 0..2
+
+
+@dataclass(frozen=True)
+class Person:
+    id: int
+    telegram_id: int
+    full_name: str
+    birth_date: date
+    phone: str
+    group: Group
+    unit_id: int | None
+    position: Position | None
+    ward_id: int | None
+    consent_at: datetime
+    registered_at: datetime
+
+
+@dataclass
+class AttemptItem:
+    """One question of an attempt, with the option order shown and the choice made.
+
+    ``order[i]`` is the index of the original option displayed under label i (A, B, C).
+    ``choice`` is the displayed label index the contestant pressed.
+    """
+
+    position: int
+    question_id: int
+    order: tuple[int, int, int]
+    choice: int | None = None
+    correct: bool | None = None
+    answered_at: datetime | None = None
+
+    @property
+    def answered(self) -> bool:
+        return self.choice is not None
+
+
+@dataclass
+class Attempt:
+    id: int
+    person_id: int
+    round: int
+    number: int
+    started_at: datetime
+    deadline_at: datetime
+    status: AttemptStatus = AttemptStatus.IN_PROGRESS
+    finished_at: datetime | None = None
+    correct_count: int = 0
+    duration_seconds: float | None = None
+    warned: int = 0  # how many deadline warnings were already sent
+    chat_id: int | None = None
+    message_id: int | None = None
+    items: list[AttemptItem] = field(default_factory=list)
+
+    @property
+    def total(self) -> int:
+        return len(self.items)
+
+    @property
+    def finished(self) -> bool:
+        return self.status is not AttemptStatus.IN_PROGRESS
+
+    def current_position(self) -> int | None:
+        """The first unanswered question, or None when all are answered."""
+        for item in self.items:
+            if not item.answered:
+                return item.position
+        return None
+
+    def time_left(self, now: datetime) -> timedelta:
+        return max(self.deadline_at - now, timedelta(0))
+
+    def expired_at(self, now: datetime) -> bool:
+        return now > self.deadline_at
+
+
+@dataclass(frozen=True)
+class AttemptResult:
+    """The outcome of a finished attempt, as used for ranking."""
+
+    attempt_id: int
+    person_id: int
+    round: int
+    number: int
+    correct: int
+    total: int
+    duration_seconds: float
+    finished_at: datetime
+    status: AttemptStatus
+
+    @property
+    def ratio(self) -> float:
+        return self.correct / self.total if self.total else 0.0
+
+
+def age_on(birth: date, today: date) -> int:
+    """Whole years between birth and today."""
+    years = today.year - birth.year
+    if (today.month, today.day) < (birth.month, birth.day):
+        years -= 1
+    return years

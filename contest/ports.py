@@ -1,0 +1,177 @@
+"""What the use cases need from the outside world, as Protocols.
+
+``storage`` implements the repositories and the unit of work; ``scheduler`` the timer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from types import TracebackType
+from typing import Any, Protocol
+
+from contest.importing import QuestionRow, UnitRow
+from contest.model import (
+    Attempt,
+    AttemptItem,
+    AttemptResult,
+    AttemptStatus,
+    Group,
+    Person,
+    Position,
+    Question,
+    Unit,
+    UnitKind,
+)
+from contest.registration import Draft
+
+
+@dataclass(frozen=True)
+class UnitPage:
+    kind: UnitKind
+    units: list[Unit]
+    page: int
+    pages: int
+    query: str | None = None
+
+
+@dataclass(frozen=True)
+class ImportSummary:
+    created: int
+    updated: int
+
+
+@dataclass(frozen=True)
+class Notification:
+    id: int
+    key: str
+    person_id: int | None
+    kind: str
+    payload: dict[str, Any]
+
+
+class UnitRepository(Protocol):
+    async def get(self, unit_id: int) -> Unit | None: ...
+    async def page(self, kind: UnitKind, page: int, size: int, query: str | None) -> UnitPage: ...
+    async def upsert(self, rows: Sequence[UnitRow]) -> ImportSummary: ...
+    async def count(self) -> int: ...
+
+
+class QuestionRepository(Protocol):
+    async def catalog(self) -> list[Question]: ...
+    async def get_many(self, ids: Sequence[int]) -> dict[int, Question]: ...
+    async def upsert(self, rows: Sequence[QuestionRow]) -> ImportSummary: ...
+    async def count(self) -> int: ...
+
+
+class PersonRepository(Protocol):
+    async def by_telegram(self, telegram_id: int) -> Person | None: ...
+    async def by_phone(self, phone: str) -> Person | None: ...
+    async def get(self, person_id: int) -> Person | None: ...
+    async def add(
+        self,
+        *,
+        telegram_id: int,
+        full_name: str,
+        birth_date: date,
+        phone: str,
+        group: Group,
+        unit_id: int | None,
+        position: Position | None,
+        ward_id: int | None,
+        consent_at: datetime,
+        registered_at: datetime,
+    ) -> Person: ...
+
+
+class DraftRepository(Protocol):
+    async def get(self, telegram_id: int) -> Draft | None: ...
+    async def save(self, telegram_id: int, draft: Draft, now: datetime) -> None: ...
+    async def delete(self, telegram_id: int) -> None: ...
+
+
+class AttemptRepository(Protocol):
+    async def create(
+        self,
+        *,
+        person_id: int,
+        round: int,
+        number: int,
+        started_at: datetime,
+        deadline_at: datetime,
+        items: Sequence[AttemptItem],
+    ) -> Attempt: ...
+    async def get(self, attempt_id: int, *, lock: bool = False) -> Attempt | None: ...
+    async def in_progress(self, person_id: int, round: int) -> Attempt | None: ...
+    async def count_for(self, person_id: int, round: int) -> int: ...
+    async def results_for(self, person_id: int, round: int) -> list[AttemptResult]: ...
+    async def results(self, round: int) -> list[AttemptResult]: ...
+    async def record_answer(
+        self, attempt_id: int, position: int, choice: int, correct: bool, now: datetime
+    ) -> bool: ...
+    async def finish(
+        self,
+        attempt_id: int,
+        status: AttemptStatus,
+        finished_at: datetime,
+        correct: int,
+        duration_seconds: float,
+    ) -> bool: ...
+    async def set_message(self, attempt_id: int, chat_id: int, message_id: int) -> None: ...
+    async def expired_ids(self, now: datetime, limit: int) -> list[int]: ...
+    async def warn_candidates(
+        self, now: datetime, within_seconds: float, level: int
+    ) -> list[int]: ...
+    async def mark_warned(self, attempt_id: int, level: int) -> bool: ...
+    async def open_deadlines(self) -> list[tuple[int, datetime]]: ...
+
+
+class OutboxRepository(Protocol):
+    async def add(
+        self, key: str, person_id: int | None, kind: str, payload: dict[str, Any], now: datetime
+    ) -> bool: ...
+    async def claim(
+        self, now: datetime, lease_seconds: float, limit: int, owner: str
+    ) -> list[Notification]: ...
+    async def mark_sent(self, notification_id: int, now: datetime) -> None: ...
+    async def release(self, notification_id: int, error: str) -> None: ...
+
+
+class UnitOfWork(Protocol):
+    units: UnitRepository
+    questions: QuestionRepository
+    persons: PersonRepository
+    drafts: DraftRepository
+    attempts: AttemptRepository
+    outbox: OutboxRepository
+
+    async def __aenter__(self) -> UnitOfWork: ...
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+    async def commit(self) -> None: ...
+
+
+class UnitOfWorkFactory(Protocol):
+    def __call__(self, *, write: bool = ...) -> UnitOfWork: ...
+
+
+class AttemptTimer(Protocol):
+    """Schedules the deadline (and its warnings) of an attempt; only an optimisation."""
+
+    def arm(self, attempt_id: int, deadline_at: datetime) -> None: ...
+    def disarm(self, attempt_id: int) -> None: ...
+
+
+class NullTimer:
+    """A timer that schedules nothing (the periodic sweep still closes attempts)."""
+
+    def arm(self, attempt_id: int, deadline_at: datetime) -> None:
+        return None
+
+    def disarm(self, attempt_id: int) -> None:
+        return None

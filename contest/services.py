@@ -1,0 +1,650 @@
+"""Use cases of the contest. They speak no Telegram: adapters call them and render results."""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from contest.clock import Clock
+from contest.errors import ContestError
+from contest.importing import QuestionRow, UnitRow
+from contest.model import (
+    Attempt,
+    AttemptItem,
+    AttemptResult,
+    AttemptStatus,
+    Group,
+    Person,
+    Position,
+    Question,
+    Unit,
+    UnitKind,
+)
+from contest.ports import (
+    AttemptTimer,
+    ImportSummary,
+    NullTimer,
+    UnitOfWork,
+    UnitOfWorkFactory,
+    UnitPage,
+)
+from contest.registration import (
+    EDITABLE,
+    Draft,
+    Step,
+    clean_name,
+    normalize_phone,
+    parse_birth_date,
+)
+from contest.rules import LOCAL_TZ, ContestRules, RoundRules
+from contest.scoring import best_result
+from contest.selection import select_questions, shuffled_order
+
+log = logging.getLogger(__name__)
+
+UNIT_PAGE_SIZE = 8
+RESULT_NOTIFICATION = "attempt_result"
+
+
+# ---------------------------------------------------------------- views
+
+
+@dataclass(frozen=True)
+class RegistrationView:
+    draft: Draft
+    page: UnitPage | None = None
+    units: dict[str, Unit | None] | None = None  # "unit", "ward" names for the summary
+
+
+@dataclass(frozen=True)
+class Profile:
+    person: Person
+    unit: Unit | None
+    ward: Unit | None
+
+
+@dataclass(frozen=True)
+class ExamCard:
+    attempt_id: int
+    attempt_number: int
+    position: int  # 0-based
+    total: int
+    topic: str
+    text: str
+    options: tuple[str, str, str]  # in displayed order (A, B, C)
+    deadline_at: datetime
+    time_left_seconds: float
+    chat_id: int | None
+    message_id: int | None
+
+
+@dataclass(frozen=True)
+class AttemptSummary:
+    result: AttemptResult
+    best: AttemptResult
+    attempts_used: int
+    attempts_allowed: int
+    telegram_id: int
+    chat_id: int | None
+    message_id: int | None
+
+    @property
+    def attempts_left(self) -> int:
+        return max(self.attempts_allowed - self.attempts_used, 0)
+
+
+@dataclass(frozen=True)
+class AnswerOutcome:
+    next_card: ExamCard | None = None
+    summary: AttemptSummary | None = None
+    expired: bool = False  # the press came after the deadline and closed the attempt
+
+
+class ExamState(StrEnum):
+    NOT_REGISTERED = "not_registered"
+    NOT_OPEN = "not_open"
+    CLOSED = "closed"
+    IN_PROGRESS = "in_progress"
+    NO_ATTEMPTS_LEFT = "no_attempts_left"
+    CAN_START = "can_start"
+
+
+@dataclass(frozen=True)
+class ExamStatus:
+    state: ExamState
+    round: RoundRules
+    attempts_used: int = 0
+    best: AttemptResult | None = None
+    card: ExamCard | None = None
+
+    @property
+    def attempts_left(self) -> int:
+        return max(self.round.attempts - self.attempts_used, 0)
+
+
+@dataclass(frozen=True)
+class ResultsView:
+    results: list[AttemptResult]
+    best: AttemptResult | None
+    in_progress: bool
+    attempts_allowed: int
+
+
+@dataclass(frozen=True)
+class Warning_:
+    attempt_id: int
+    telegram_id: int
+    chat_id: int | None
+    seconds_left: float
+
+
+# ---------------------------------------------------------------- service
+
+
+class ContestService:
+    """Every use case of the contest, over a unit of work, a clock and the rules."""
+
+    def __init__(
+        self,
+        uow: UnitOfWorkFactory,
+        clock: Clock,
+        rules: ContestRules,
+        *,
+        rng: random.Random | None = None,
+        timer: AttemptTimer | None = None,
+    ) -> None:
+        self.uow = uow
+        self.clock = clock
+        self.rules = rules
+        self.rng = rng or random.SystemRandom()
+        self.timer: AttemptTimer = timer or NullTimer()
+
+    def today(self) -> Any:
+        return self.clock.now().astimezone(LOCAL_TZ).date()
+
+    # ------------------------------------------------------------ registration
+
+    async def profile(self, telegram_id: int) -> Profile | None:
+        async with self.uow(write=False) as uow:
+            person = await uow.persons.by_telegram(telegram_id)
+            if person is None:
+                return None
+            unit = await uow.units.get(person.unit_id) if person.unit_id else None
+            ward = await uow.units.get(person.ward_id) if person.ward_id else None
+            return Profile(person, unit, ward)
+
+    async def registration(self, telegram_id: int) -> RegistrationView | None:
+        """The person's draft, or None when there is none."""
+        async with self.uow(write=False) as uow:
+            draft = await uow.drafts.get(telegram_id)
+            if draft is None:
+                return None
+            return await self._view(uow, draft)
+
+    async def begin_registration(self, telegram_id: int) -> RegistrationView:
+        """Start (or resume) registration; refuses a person already registered."""
+        async with self.uow() as uow:
+            if await uow.persons.by_telegram(telegram_id):
+                raise ContestError("already_registered")
+            draft = await uow.drafts.get(telegram_id)
+            if draft is None:
+                draft = Draft()
+                await uow.drafts.save(telegram_id, draft, self.clock.now())
+                await uow.commit()
+            return await self._view(uow, draft)
+
+    async def register_input(self, telegram_id: int, step: Step, value: Any) -> RegistrationView:
+        """Apply one answer of the registration conversation.
+
+        ``value`` depends on the step: True for consent, text for name and birth date,
+        (phone, contact_user_id) for the phone, a Group, a UnitKind, a unit id,
+        a Position, or a ward unit id.
+        """
+        async with self.uow() as uow:
+            if await uow.persons.by_telegram(telegram_id):
+                raise ContestError("already_registered")
+            draft = await uow.drafts.get(telegram_id)
+            if draft is None:
+                raise ContestError("no_registration")
+            if draft.step is not step:
+                raise ContestError("wrong_step", expected=draft.step.value)
+            await self._apply(uow, telegram_id, draft, step, value)
+            await uow.drafts.save(telegram_id, draft, self.clock.now())
+            await uow.commit()
+            return await self._view(uow, draft)
+
+    async def _apply(
+        self, uow: UnitOfWork, telegram_id: int, draft: Draft, step: Step, value: Any
+    ) -> None:
+        if step is Step.CONSENT:
+            if value is not True:
+                raise ContestError("consent_required")
+            draft.consent = True
+            draft.advance(Step.NAME)
+        elif step is Step.NAME:
+            draft.full_name = clean_name(str(value))
+            draft.advance(Step.BIRTH_DATE)
+        elif step is Step.BIRTH_DATE:
+            draft.birth_date = parse_birth_date(str(value), self.today())
+            if draft.group is Group.CITIZEN:
+                draft.check_age(self.today(), self.rules.min_age)
+            draft.advance(Step.PHONE)
+        elif step is Step.PHONE:
+            phone_raw, contact_user_id = value
+            if contact_user_id != telegram_id:
+                raise ContestError("contact_not_own")
+            phone = normalize_phone(str(phone_raw))
+            owner = await uow.persons.by_phone(phone)
+            if owner is not None and owner.telegram_id != telegram_id:
+                raise ContestError("phone_taken")
+            draft.phone = phone
+            draft.advance(Step.GROUP)
+        elif step is Step.GROUP:
+            group = Group(value)
+            if group is Group.CITIZEN:
+                draft.group = group
+                try:
+                    draft.check_age(self.today(), self.rules.min_age)
+                except ContestError:
+                    draft.group = None
+                    raise
+                draft.unit_kind = draft.unit_id = draft.position = None
+                draft.advance(Step.WARD)
+            else:
+                draft.group = group
+                draft.ward_id = None
+                draft.advance(Step.UNIT_KIND)
+        elif step is Step.UNIT_KIND:
+            draft.unit_kind = UnitKind(value)
+            draft.unit_id = None
+            draft.step = Step.UNIT  # always pick the unit right after its kind
+        elif step is Step.UNIT:
+            unit = await uow.units.get(int(value))
+            if unit is None or unit.kind is not draft.unit_kind:
+                raise ContestError("unit_unknown")
+            draft.unit_id = unit.id
+            draft.advance(Step.POSITION)
+        elif step is Step.POSITION:
+            draft.position = Position(value)
+            draft.advance(Step.CONFIRM)
+        elif step is Step.WARD:
+            ward = await uow.units.get(int(value))
+            if ward is None or ward.kind is not UnitKind.WARD:
+                raise ContestError("unit_unknown")
+            draft.ward_id = ward.id
+            draft.advance(Step.CONFIRM)
+        else:
+            raise ContestError("wrong_step", expected=draft.step.value)
+
+    async def unit_page(
+        self, telegram_id: int, page: int, query: str | None = None
+    ) -> RegistrationView:
+        """Another page of units (or wards) for the current step, optionally filtered."""
+        async with self.uow(write=False) as uow:
+            draft = await uow.drafts.get(telegram_id)
+            if draft is None or draft.step not in (Step.UNIT, Step.WARD):
+                raise ContestError("wrong_step", expected=draft.step.value if draft else "")
+            return await self._view(uow, draft, page=page, query=query)
+
+    async def edit_field(self, telegram_id: int, field: str) -> RegistrationView:
+        """From the summary, go back to one field; the summary returns after it."""
+        if field not in EDITABLE:
+            raise ContestError("wrong_step", expected="confirm")
+        async with self.uow() as uow:
+            draft = await uow.drafts.get(telegram_id)
+            if draft is None or draft.step is not Step.CONFIRM:
+                raise ContestError("wrong_step", expected=draft.step.value if draft else "")
+            target = EDITABLE[field]
+            if target is Step.POSITION and draft.group is not Group.CIVIL_SERVANT:
+                raise ContestError("wrong_step", expected="confirm")
+            if target is Step.WARD and draft.group is not Group.CITIZEN:
+                raise ContestError("wrong_step", expected="confirm")
+            if target is Step.UNIT_KIND and draft.group is not Group.CIVIL_SERVANT:
+                raise ContestError("wrong_step", expected="confirm")
+            draft.step = target
+            draft.editing = True
+            await uow.drafts.save(telegram_id, draft, self.clock.now())
+            await uow.commit()
+            return await self._view(uow, draft)
+
+    async def confirm_registration(self, telegram_id: int) -> Person:
+        async with self.uow() as uow:
+            if await uow.persons.by_telegram(telegram_id):
+                raise ContestError("already_registered")
+            draft = await uow.drafts.get(telegram_id)
+            if draft is None or draft.step is not Step.CONFIRM or draft.missing_step():
+                raise ContestError("wrong_step", expected=draft.step.value if draft else "")
+            draft.check_age(self.today(), self.rules.min_age)
+            assert draft.phone and draft.full_name and draft.birth_date and draft.group
+            if await uow.persons.by_phone(draft.phone):
+                raise ContestError("phone_taken")
+            now = self.clock.now()
+            person = await uow.persons.add(
+                telegram_id=telegram_id,
+                full_name=draft.full_name,
+                birth_date=draft.birth_date,
+                phone=draft.phone,
+                group=draft.group,
+                unit_id=draft.unit_id,
+                position=draft.position,
+                ward_id=draft.ward_id,
+                consent_at=now,
+                registered_at=now,
+            )
+            await uow.drafts.delete(telegram_id)
+            await uow.commit()
+            log.info("person %s registered (group %s)", person.id, person.group.value)
+            return person
+
+    async def _view(
+        self, uow: UnitOfWork, draft: Draft, *, page: int = 0, query: str | None = None
+    ) -> RegistrationView:
+        unit_page: UnitPage | None = None
+        if draft.step is Step.UNIT and draft.unit_kind is not None:
+            unit_page = await uow.units.page(draft.unit_kind, page, UNIT_PAGE_SIZE, query)
+        elif draft.step is Step.WARD:
+            unit_page = await uow.units.page(UnitKind.WARD, page, UNIT_PAGE_SIZE, query)
+        names: dict[str, Unit | None] | None = None
+        if draft.step is Step.CONFIRM:
+            names = {
+                "unit": await uow.units.get(draft.unit_id) if draft.unit_id else None,
+                "ward": await uow.units.get(draft.ward_id) if draft.ward_id else None,
+            }
+        return RegistrationView(draft, unit_page, names)
+
+    # ------------------------------------------------------------ exam
+
+    def _round(self, number: int) -> RoundRules:
+        return self.rules.round1 if number == 1 else self.rules.round2.round
+
+    async def exam_status(self, telegram_id: int, round_number: int = 1) -> ExamStatus:
+        rules = self._round(round_number)
+        now = self.clock.now()
+        async with self.uow(write=False) as uow:
+            person = await uow.persons.by_telegram(telegram_id)
+            if person is None:
+                return ExamStatus(ExamState.NOT_REGISTERED, rules)
+            results = await uow.attempts.results_for(person.id, round_number)
+            used = await uow.attempts.count_for(person.id, round_number)
+            best = best_result(results)
+            current = await uow.attempts.in_progress(person.id, round_number)
+            if current is not None and not current.expired_at(now):
+                card = await self._card(uow, current, now)
+                return ExamStatus(ExamState.IN_PROGRESS, rules, used, best, card)
+            if rules.window.is_before(now):
+                return ExamStatus(ExamState.NOT_OPEN, rules, used, best)
+            if rules.window.is_after(now):
+                return ExamStatus(ExamState.CLOSED, rules, used, best)
+            if used >= rules.attempts and current is None:
+                return ExamStatus(ExamState.NO_ATTEMPTS_LEFT, rules, used, best)
+            return ExamStatus(ExamState.CAN_START, rules, used, best)
+
+    async def start_attempt(self, telegram_id: int, round_number: int = 1) -> ExamCard:
+        """Start a new attempt, or return the open one (never two at once)."""
+        rules = self._round(round_number)
+        async with self.uow() as uow:
+            now = self.clock.now()
+            person = await uow.persons.by_telegram(telegram_id)
+            if person is None:
+                raise ContestError("not_registered")
+            current = await uow.attempts.in_progress(person.id, round_number)
+            if current is not None:
+                if not current.expired_at(now):
+                    return await self._card(uow, current, now)
+                # Its deadline passed unnoticed: close it first, then decide.
+                await self._finish(uow, current, AttemptStatus.EXPIRED, now, notify=True)
+            if not rules.window.contains(now):
+                await uow.commit()
+                closed = rules.window.is_after(now)
+                raise ContestError("round_closed" if closed else "round_not_open")
+            used = await uow.attempts.count_for(person.id, round_number)
+            if used >= rules.attempts:
+                await uow.commit()
+                raise ContestError("no_attempts_left")
+            bank = await uow.questions.catalog()
+            ids = select_questions(bank, rules.questions, self.rng)
+            items = [
+                AttemptItem(position=i, question_id=qid, order=shuffled_order(self.rng))
+                for i, qid in enumerate(ids)
+            ]
+            attempt = await uow.attempts.create(
+                person_id=person.id,
+                round=round_number,
+                number=used + 1,
+                started_at=now,
+                deadline_at=now + rules.duration,
+                items=items,
+            )
+            card = await self._card(uow, attempt, now)
+            await uow.commit()
+        log.info("attempt %s started (person %s, round %s)", attempt.id, person.id, round_number)
+        self.timer.arm(attempt.id, attempt.deadline_at)
+        return card
+
+    async def attach_message(self, attempt_id: int, chat_id: int, message_id: int) -> None:
+        """Remember which message shows the exam card, so the deadline can update it."""
+        async with self.uow() as uow:
+            await uow.attempts.set_message(attempt_id, chat_id, message_id)
+            await uow.commit()
+
+    async def current_card(self, telegram_id: int, attempt_id: int) -> ExamCard:
+        async with self.uow(write=False) as uow:
+            attempt = await self._own_attempt(uow, telegram_id, attempt_id)
+            if attempt.finished or attempt.expired_at(self.clock.now()):
+                raise ContestError("attempt_finished")
+            return await self._card(uow, attempt, self.clock.now())
+
+    async def answer(
+        self, telegram_id: int, attempt_id: int, position: int, choice: int
+    ) -> AnswerOutcome:
+        """Record one answer durably; it is committed before this returns."""
+        if not 0 <= choice < 3:
+            raise ContestError("stale_question")
+        async with self.uow() as uow:
+            now = self.clock.now()
+            attempt = await self._own_attempt(uow, telegram_id, attempt_id, lock=True)
+            if attempt.finished:
+                raise ContestError("attempt_finished")
+            if attempt.expired_at(now):
+                summary = await self._finish(uow, attempt, AttemptStatus.EXPIRED, now)
+                await uow.commit()
+                if summary is None:
+                    raise ContestError("attempt_finished")
+                self.timer.disarm(attempt.id)
+                return AnswerOutcome(summary=summary, expired=True)
+            current = attempt.current_position()
+            if current is None or position != current:
+                raise ContestError("stale_question")
+            item = attempt.items[position]
+            question = (await uow.questions.get_many([item.question_id]))[item.question_id]
+            correct = item.order[choice] == question.answer
+            if not await uow.attempts.record_answer(attempt.id, position, choice, correct, now):
+                raise ContestError("stale_question")
+            item.choice, item.correct, item.answered_at = choice, correct, now
+            if attempt.current_position() is None:
+                summary = await self._finish(uow, attempt, AttemptStatus.SUBMITTED, now)
+                await uow.commit()
+                self.timer.disarm(attempt.id)
+                return AnswerOutcome(summary=summary)
+            card = await self._card(uow, attempt, now)
+            await uow.commit()
+            return AnswerOutcome(next_card=card)
+
+    async def results(self, telegram_id: int, round_number: int = 1) -> ResultsView:
+        async with self.uow(write=False) as uow:
+            person = await uow.persons.by_telegram(telegram_id)
+            if person is None:
+                raise ContestError("not_registered")
+            results = await uow.attempts.results_for(person.id, round_number)
+            current = await uow.attempts.in_progress(person.id, round_number)
+            return ResultsView(
+                sorted(results, key=lambda r: r.number),
+                best_result(results),
+                current is not None,
+                self._round(round_number).attempts,
+            )
+
+    # ------------------------------------------------------------ deadlines
+
+    async def close_expired(self, limit: int = 500) -> list[int]:
+        """Close every attempt whose deadline has passed; returns the ids this call closed.
+
+        Each closed attempt gets a durable result notification in the same transaction.
+        """
+        now = self.clock.now()
+        async with self.uow(write=False) as uow:
+            due = await uow.attempts.expired_ids(now, limit)
+        closed: list[int] = []
+        for attempt_id in due:
+            if await self.close_if_expired(attempt_id):
+                closed.append(attempt_id)
+        return closed
+
+    async def close_if_expired(self, attempt_id: int) -> bool:
+        """Close one attempt if its deadline has passed and nobody closed it yet."""
+        async with self.uow() as uow:
+            now = self.clock.now()
+            attempt = await uow.attempts.get(attempt_id, lock=True)
+            if attempt is None or attempt.finished or not attempt.expired_at(now):
+                return False
+            summary = await self._finish(uow, attempt, AttemptStatus.EXPIRED, now, notify=True)
+            await uow.commit()
+        if summary is not None:
+            log.info("attempt %s closed by its deadline", attempt_id)
+        return summary is not None
+
+    async def due_warnings(self) -> list[Warning_]:
+        """Warnings (5 and 1 minutes left by default) that are due now; each is given once."""
+        now = self.clock.now()
+        warnings: list[Warning_] = []
+        for level, before in enumerate(self.rules.warn_before):
+            async with self.uow(write=False) as uow:
+                candidates = await uow.attempts.warn_candidates(now, before.total_seconds(), level)
+            for attempt_id in candidates:
+                async with self.uow() as uow:
+                    attempt = await uow.attempts.get(attempt_id)
+                    if attempt is None or attempt.finished or attempt.expired_at(now):
+                        continue
+                    if not await uow.attempts.mark_warned(attempt_id, level + 1):
+                        continue
+                    person = await uow.persons.get(attempt.person_id)
+                    await uow.commit()
+                assert person is not None
+                warnings.append(
+                    Warning_(
+                        attempt_id,
+                        person.telegram_id,
+                        attempt.chat_id,
+                        attempt.time_left(now).total_seconds(),
+                    )
+                )
+        return warnings
+
+    async def open_deadlines(self) -> list[tuple[int, datetime]]:
+        """Every attempt still in progress with its deadline (to re-arm timers)."""
+        async with self.uow(write=False) as uow:
+            return await uow.attempts.open_deadlines()
+
+    async def attempt_summary(self, attempt_id: int) -> AttemptSummary | None:
+        async with self.uow(write=False) as uow:
+            attempt = await uow.attempts.get(attempt_id)
+            if attempt is None or not attempt.finished:
+                return None
+            return await self._summary(uow, attempt)
+
+    # ------------------------------------------------------------ imports
+
+    async def import_questions(self, rows: Sequence[QuestionRow]) -> ImportSummary:
+        async with self.uow() as uow:
+            summary = await uow.questions.upsert(rows)
+            await uow.commit()
+            return summary
+
+    async def import_units(self, rows: Sequence[UnitRow]) -> ImportSummary:
+        async with self.uow() as uow:
+            summary = await uow.units.upsert(rows)
+            await uow.commit()
+            return summary
+
+    # ------------------------------------------------------------ helpers
+
+    async def _own_attempt(
+        self, uow: UnitOfWork, telegram_id: int, attempt_id: int, *, lock: bool = False
+    ) -> Attempt:
+        person = await uow.persons.by_telegram(telegram_id)
+        attempt = await uow.attempts.get(attempt_id, lock=lock)
+        if person is None or attempt is None or attempt.person_id != person.id:
+            raise ContestError("foreign_attempt")
+        return attempt
+
+    async def _card(self, uow: UnitOfWork, attempt: Attempt, now: datetime) -> ExamCard:
+        position = attempt.current_position()
+        if position is None:
+            raise ContestError("attempt_finished")
+        item = attempt.items[position]
+        question: Question = (await uow.questions.get_many([item.question_id]))[item.question_id]
+        options = tuple(question.options[i] for i in item.order)
+        return ExamCard(
+            attempt_id=attempt.id,
+            attempt_number=attempt.number,
+            position=position,
+            total=attempt.total,
+            topic=question.topic,
+            text=question.text,
+            options=(options[0], options[1], options[2]),
+            deadline_at=attempt.deadline_at,
+            time_left_seconds=attempt.time_left(now).total_seconds(),
+            chat_id=attempt.chat_id,
+            message_id=attempt.message_id,
+        )
+
+    async def _finish(
+        self,
+        uow: UnitOfWork,
+        attempt: Attempt,
+        status: AttemptStatus,
+        now: datetime,
+        *,
+        notify: bool = False,
+    ) -> AttemptSummary | None:
+        """Compare-and-set the attempt to finished; None when another path already did."""
+        correct = sum(1 for item in attempt.items if item.correct)
+        if status is AttemptStatus.EXPIRED:
+            finished_at = attempt.deadline_at
+        else:
+            finished_at = min(now, attempt.deadline_at)
+        duration = (finished_at - attempt.started_at).total_seconds()
+        if not await uow.attempts.finish(attempt.id, status, finished_at, correct, duration):
+            return None
+        attempt.status, attempt.finished_at = status, finished_at
+        attempt.correct_count, attempt.duration_seconds = correct, duration
+        if notify:
+            await uow.outbox.add(
+                f"{RESULT_NOTIFICATION}:{attempt.id}",
+                attempt.person_id,
+                RESULT_NOTIFICATION,
+                {"attempt_id": attempt.id},
+                now,
+            )
+        return await self._summary(uow, attempt)
+
+    async def _summary(self, uow: UnitOfWork, attempt: Attempt) -> AttemptSummary:
+        results = await uow.attempts.results_for(attempt.person_id, attempt.round)
+        this = next(r for r in results if r.attempt_id == attempt.id)
+        best = best_result(results) or this
+        person = await uow.persons.get(attempt.person_id)
+        assert person is not None
+        return AttemptSummary(
+            result=this,
+            best=best,
+            attempts_used=await uow.attempts.count_for(attempt.person_id, attempt.round),
+            attempts_allowed=self._round(attempt.round).attempts,
+            telegram_id=person.telegram_id,
+            chat_id=attempt.chat_id,
+            message_id=attempt.message_id,
+        )

@@ -1,0 +1,546 @@
+"""Repositories implementing the ``contest.ports`` Protocols over one AsyncSession."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import CursorResult
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from contest import importing
+from contest.model import (
+    Attempt,
+    AttemptItem,
+    AttemptResult,
+    AttemptStatus,
+    Group,
+    Person,
+    Position,
+    Question,
+    Unit,
+    UnitKind,
+)
+from contest.ports import ImportSummary, Notification, UnitPage
+from contest.registration import Draft
+from contest.text import fold, question_key
+from storage import models as m
+
+
+def _rowcount(result: Any) -> int:
+    assert isinstance(result, CursorResult)
+    return int(result.rowcount)
+
+
+def to_unit(row: m.UnitRow) -> Unit:
+    return Unit(row.id, row.code, row.name, UnitKind(row.kind), row.staff_count)
+
+
+def to_question(row: m.QuestionRow) -> Question:
+    return Question(
+        row.id, row.topic, row.text, (row.option_a, row.option_b, row.option_c), row.answer
+    )
+
+
+def to_person(row: m.PersonRow) -> Person:
+    return Person(
+        id=row.id,
+        telegram_id=row.telegram_id,
+        full_name=row.full_name,
+        birth_date=row.birth_date,
+        phone=row.phone,
+        group=Group(row.group),
+        unit_id=row.unit_id,
+        position=Position(row.position) if row.position else None,
+        ward_id=row.ward_id,
+        consent_at=row.consent_at,
+        registered_at=row.registered_at,
+    )
+
+
+def to_result(row: m.AttemptRow) -> AttemptResult:
+    assert row.finished_at is not None
+    return AttemptResult(
+        attempt_id=row.id,
+        person_id=row.person_id,
+        round=row.round,
+        number=row.number,
+        correct=row.correct_count,
+        total=row.question_count,
+        duration_seconds=row.duration_seconds or 0.0,
+        finished_at=row.finished_at,
+        status=AttemptStatus(row.status),
+    )
+
+
+class SqlUnits:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def get(self, unit_id: int) -> Unit | None:
+        row = await self.session.get(m.UnitRow, unit_id)
+        return to_unit(row) if row else None
+
+    async def page(self, kind: UnitKind, page: int, size: int, query: str | None) -> UnitPage:
+        conditions = [m.UnitRow.kind == kind.value]
+        if query:
+            conditions.append(m.UnitRow.name_key.contains(fold(query), autoescape=True))
+        total = await self.session.scalar(
+            select(func.count()).select_from(m.UnitRow).where(*conditions)
+        )
+        pages = max(1, math.ceil((total or 0) / size))
+        page = min(max(page, 0), pages - 1)
+        rows = await self.session.scalars(
+            select(m.UnitRow)
+            .where(*conditions)
+            .order_by(m.UnitRow.name_key, m.UnitRow.id)
+            .offset(page * size)
+            .limit(size)
+        )
+        return UnitPage(kind, [to_unit(r) for r in rows], page, pages, query)
+
+    async def upsert(self, rows: Sequence[importing.UnitRow]) -> ImportSummary:
+        existing = {r.code: r for r in await self.session.scalars(select(m.UnitRow))}
+        created = updated = 0
+        now = _now()
+        for row in rows:
+            current = existing.get(row.code)
+            if current is None:
+                self.session.add(
+                    m.UnitRow(
+                        code=row.code,
+                        name=row.name,
+                        kind=row.kind.value,
+                        staff_count=row.staff_count,
+                        name_key=fold(row.name),
+                        updated_at=now,
+                    )
+                )
+                created += 1
+            else:
+                current.name, current.kind = row.name, row.kind.value
+                current.staff_count, current.name_key = row.staff_count, fold(row.name)
+                current.updated_at = now
+                updated += 1
+        await self.session.flush()
+        return ImportSummary(created, updated)
+
+    async def count(self) -> int:
+        return int(await self.session.scalar(select(func.count()).select_from(m.UnitRow)) or 0)
+
+
+class SqlQuestions:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def catalog(self) -> list[Question]:
+        rows = await self.session.scalars(
+            select(m.QuestionRow).where(m.QuestionRow.active.is_(True)).order_by(m.QuestionRow.id)
+        )
+        return [to_question(r) for r in rows]
+
+    async def get_many(self, ids: Sequence[int]) -> dict[int, Question]:
+        rows = await self.session.scalars(select(m.QuestionRow).where(m.QuestionRow.id.in_(ids)))
+        return {r.id: to_question(r) for r in rows}
+
+    async def upsert(self, rows: Sequence[importing.QuestionRow]) -> ImportSummary:
+        existing = {r.text_key: r for r in await self.session.scalars(select(m.QuestionRow))}
+        created = updated = 0
+        now = _now()
+        for row in rows:
+            key = question_key(row.text)
+            current = existing.get(key)
+            a, b, c = row.options
+            if current is None:
+                self.session.add(
+                    m.QuestionRow(
+                        text_key=key,
+                        topic=row.topic,
+                        text=row.text,
+                        option_a=a,
+                        option_b=b,
+                        option_c=c,
+                        answer=row.answer,
+                        active=True,
+                        updated_at=now,
+                    )
+                )
+                created += 1
+            else:
+                current.topic, current.text = row.topic, row.text
+                current.option_a, current.option_b, current.option_c = a, b, c
+                current.answer, current.active, current.updated_at = row.answer, True, now
+                updated += 1
+        await self.session.flush()
+        return ImportSummary(created, updated)
+
+    async def count(self) -> int:
+        stmt = select(func.count()).select_from(m.QuestionRow).where(m.QuestionRow.active)
+        return int(await self.session.scalar(stmt) or 0)
+
+
+class SqlPersons:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def by_telegram(self, telegram_id: int) -> Person | None:
+        row = await self.session.scalar(
+            select(m.PersonRow).where(m.PersonRow.telegram_id == telegram_id)
+        )
+        return to_person(row) if row else None
+
+    async def by_phone(self, phone: str) -> Person | None:
+        row = await self.session.scalar(select(m.PersonRow).where(m.PersonRow.phone == phone))
+        return to_person(row) if row else None
+
+    async def get(self, person_id: int) -> Person | None:
+        row = await self.session.get(m.PersonRow, person_id)
+        return to_person(row) if row else None
+
+    async def add(
+        self,
+        *,
+        telegram_id: int,
+        full_name: str,
+        birth_date: date,
+        phone: str,
+        group: Group,
+        unit_id: int | None,
+        position: Position | None,
+        ward_id: int | None,
+        consent_at: datetime,
+        registered_at: datetime,
+    ) -> Person:
+        row = m.PersonRow(
+            telegram_id=telegram_id,
+            full_name=full_name,
+            birth_date=birth_date,
+            phone=phone,
+            group=group.value,
+            unit_id=unit_id,
+            position=position.value if position else None,
+            ward_id=ward_id,
+            consent_at=consent_at,
+            registered_at=registered_at,
+        )
+        self.session.add(row)
+        await self.session.flush()
+        return to_person(row)
+
+
+class SqlDrafts:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def get(self, telegram_id: int) -> Draft | None:
+        row = await self.session.get(m.DraftRow, telegram_id)
+        return Draft.from_dict(json.loads(row.data)) if row else None
+
+    async def save(self, telegram_id: int, draft: Draft, now: datetime) -> None:
+        data = json.dumps(draft.to_dict(), ensure_ascii=False)
+        row = await self.session.get(m.DraftRow, telegram_id)
+        if row is None:
+            self.session.add(m.DraftRow(telegram_id=telegram_id, data=data, updated_at=now))
+        else:
+            row.data, row.updated_at = data, now
+        await self.session.flush()
+
+    async def delete(self, telegram_id: int) -> None:
+        row = await self.session.get(m.DraftRow, telegram_id)
+        if row is not None:
+            await self.session.delete(row)
+            await self.session.flush()
+
+
+IN_PROGRESS = AttemptStatus.IN_PROGRESS.value
+
+
+class SqlAttempts:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def create(
+        self,
+        *,
+        person_id: int,
+        round: int,
+        number: int,
+        started_at: datetime,
+        deadline_at: datetime,
+        items: Sequence[AttemptItem],
+    ) -> Attempt:
+        row = m.AttemptRow(
+            person_id=person_id,
+            round=round,
+            number=number,
+            question_count=len(items),
+            status=IN_PROGRESS,
+            started_at=started_at,
+            deadline_at=deadline_at,
+            correct_count=0,
+            warned=0,
+        )
+        self.session.add(row)
+        await self.session.flush()
+        self.session.add_all(
+            m.AttemptItemRow(
+                attempt_id=row.id,
+                position=item.position,
+                question_id=item.question_id,
+                option_order="".join(str(i) for i in item.order),
+            )
+            for item in items
+        )
+        await self.session.flush()
+        return self._to_attempt(row, list(items))
+
+    @staticmethod
+    def _to_attempt(row: m.AttemptRow, items: list[AttemptItem]) -> Attempt:
+        return Attempt(
+            id=row.id,
+            person_id=row.person_id,
+            round=row.round,
+            number=row.number,
+            started_at=row.started_at,
+            deadline_at=row.deadline_at,
+            status=AttemptStatus(row.status),
+            finished_at=row.finished_at,
+            correct_count=row.correct_count,
+            duration_seconds=row.duration_seconds,
+            warned=row.warned,
+            chat_id=row.chat_id,
+            message_id=row.message_id,
+            items=items,
+        )
+
+    async def _load(self, row: m.AttemptRow) -> Attempt:
+        item_rows = await self.session.scalars(
+            select(m.AttemptItemRow)
+            .where(m.AttemptItemRow.attempt_id == row.id)
+            .order_by(m.AttemptItemRow.position)
+        )
+        items = [
+            AttemptItem(
+                position=i.position,
+                question_id=i.question_id,
+                order=(int(i.option_order[0]), int(i.option_order[1]), int(i.option_order[2])),
+                choice=i.choice,
+                correct=i.correct,
+                answered_at=i.answered_at,
+            )
+            for i in item_rows
+        ]
+        return self._to_attempt(row, items)
+
+    async def get(self, attempt_id: int, *, lock: bool = False) -> Attempt | None:
+        stmt = select(m.AttemptRow).where(m.AttemptRow.id == attempt_id)
+        if lock:
+            stmt = stmt.with_for_update()
+        row = (await self.session.execute(stmt.execution_options(populate_existing=True))).scalar()
+        return await self._load(row) if row else None
+
+    async def in_progress(self, person_id: int, round: int) -> Attempt | None:
+        row = await self.session.scalar(
+            select(m.AttemptRow)
+            .where(
+                m.AttemptRow.person_id == person_id,
+                m.AttemptRow.round == round,
+                m.AttemptRow.status == IN_PROGRESS,
+            )
+            .order_by(m.AttemptRow.id.desc())
+            .limit(1)
+        )
+        return await self._load(row) if row else None
+
+    async def count_for(self, person_id: int, round: int) -> int:
+        stmt = select(func.count()).where(
+            m.AttemptRow.person_id == person_id, m.AttemptRow.round == round
+        )
+        return int(await self.session.scalar(stmt) or 0)
+
+    async def results_for(self, person_id: int, round: int) -> list[AttemptResult]:
+        rows = await self.session.scalars(
+            select(m.AttemptRow).where(
+                m.AttemptRow.person_id == person_id,
+                m.AttemptRow.round == round,
+                m.AttemptRow.status != IN_PROGRESS,
+            )
+        )
+        return [to_result(r) for r in rows]
+
+    async def results(self, round: int) -> list[AttemptResult]:
+        stmt = select(
+            m.AttemptRow.id,
+            m.AttemptRow.person_id,
+            m.AttemptRow.number,
+            m.AttemptRow.correct_count,
+            m.AttemptRow.question_count,
+            m.AttemptRow.duration_seconds,
+            m.AttemptRow.finished_at,
+            m.AttemptRow.status,
+        ).where(m.AttemptRow.round == round, m.AttemptRow.status != IN_PROGRESS)
+        return [
+            AttemptResult(
+                r.id,
+                r.person_id,
+                round,
+                r.number,
+                r.correct_count,
+                r.question_count,
+                r.duration_seconds or 0.0,
+                r.finished_at,
+                AttemptStatus(r.status),
+            )
+            for r in await self.session.execute(stmt)
+        ]
+
+    async def record_answer(
+        self, attempt_id: int, position: int, choice: int, correct: bool, now: datetime
+    ) -> bool:
+        result = await self.session.execute(
+            update(m.AttemptItemRow)
+            .where(
+                m.AttemptItemRow.attempt_id == attempt_id,
+                m.AttemptItemRow.position == position,
+                m.AttemptItemRow.choice.is_(None),
+            )
+            .values(choice=choice, correct=correct, answered_at=now)
+        )
+        return _rowcount(result) == 1
+
+    async def finish(
+        self,
+        attempt_id: int,
+        status: AttemptStatus,
+        finished_at: datetime,
+        correct: int,
+        duration_seconds: float,
+    ) -> bool:
+        result = await self.session.execute(
+            update(m.AttemptRow)
+            .where(m.AttemptRow.id == attempt_id, m.AttemptRow.status == IN_PROGRESS)
+            .values(
+                status=status.value,
+                finished_at=finished_at,
+                correct_count=correct,
+                duration_seconds=duration_seconds,
+            )
+        )
+        return _rowcount(result) == 1
+
+    async def set_message(self, attempt_id: int, chat_id: int, message_id: int) -> None:
+        await self.session.execute(
+            update(m.AttemptRow)
+            .where(m.AttemptRow.id == attempt_id)
+            .values(chat_id=chat_id, message_id=message_id)
+        )
+
+    async def expired_ids(self, now: datetime, limit: int) -> list[int]:
+        rows = await self.session.scalars(
+            select(m.AttemptRow.id)
+            .where(m.AttemptRow.status == IN_PROGRESS, m.AttemptRow.deadline_at < now)
+            .order_by(m.AttemptRow.deadline_at)
+            .limit(limit)
+        )
+        return list(rows)
+
+    async def warn_candidates(self, now: datetime, within_seconds: float, level: int) -> list[int]:
+        rows = await self.session.scalars(
+            select(m.AttemptRow.id).where(
+                m.AttemptRow.status == IN_PROGRESS,
+                m.AttemptRow.warned <= level,
+                m.AttemptRow.deadline_at > now,
+                m.AttemptRow.deadline_at <= now + timedelta(seconds=within_seconds),
+            )
+        )
+        return list(rows)
+
+    async def mark_warned(self, attempt_id: int, level: int) -> bool:
+        result = await self.session.execute(
+            update(m.AttemptRow)
+            .where(m.AttemptRow.id == attempt_id, m.AttemptRow.warned < level)
+            .values(warned=level)
+        )
+        return _rowcount(result) == 1
+
+    async def open_deadlines(self) -> list[tuple[int, datetime]]:
+        rows = await self.session.execute(
+            select(m.AttemptRow.id, m.AttemptRow.deadline_at).where(
+                m.AttemptRow.status == IN_PROGRESS
+            )
+        )
+        return [(r.id, r.deadline_at) for r in rows]
+
+
+class SqlOutbox:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def add(
+        self, key: str, person_id: int | None, kind: str, payload: dict[str, Any], now: datetime
+    ) -> bool:
+        dialect = self.session.bind.dialect.name if self.session.bind else "sqlite"
+        insert = pg_insert if dialect == "postgresql" else sqlite_insert
+        values = {
+            "key": key,
+            "person_id": person_id,
+            "kind": kind,
+            "payload": json.dumps(payload, ensure_ascii=False),
+            "created_at": now,
+            "tries": 0,
+        }
+        stmt = insert(m.OutboxRow).values(**values).on_conflict_do_nothing(index_elements=["key"])
+        return _rowcount(await self.session.execute(stmt)) == 1
+
+    def _claimable(self, now: datetime) -> Any:
+        return and_(
+            m.OutboxRow.sent_at.is_(None),
+            or_(m.OutboxRow.claimed_until.is_(None), m.OutboxRow.claimed_until < now),
+        )
+
+    async def claim(
+        self, now: datetime, lease_seconds: float, limit: int, owner: str
+    ) -> list[Notification]:
+        rows = list(
+            await self.session.scalars(
+                select(m.OutboxRow)
+                .where(self._claimable(now))
+                .order_by(m.OutboxRow.id)
+                .limit(limit)
+            )
+        )
+        claimed: list[Notification] = []
+        until = now + timedelta(seconds=lease_seconds)
+        for row in rows:
+            result = await self.session.execute(
+                update(m.OutboxRow)
+                .where(m.OutboxRow.id == row.id, self._claimable(now))
+                .values(claimed_until=until, claimed_by=owner, tries=m.OutboxRow.tries + 1)
+            )
+            if _rowcount(result) == 1:
+                claimed.append(
+                    Notification(row.id, row.key, row.person_id, row.kind, json.loads(row.payload))
+                )
+        return claimed
+
+    async def mark_sent(self, notification_id: int, now: datetime) -> None:
+        await self.session.execute(
+            update(m.OutboxRow).where(m.OutboxRow.id == notification_id).values(sent_at=now)
+        )
+
+    async def release(self, notification_id: int, error: str) -> None:
+        await self.session.execute(
+            update(m.OutboxRow)
+            .where(m.OutboxRow.id == notification_id)
+            .values(last_error=error[:500])
+        )  # the claim runs out by itself: that is the retry back-off
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
