@@ -38,6 +38,11 @@ def _check_header(header: Iterable[str], expected: tuple[str, ...]) -> list[Impo
     return [ImportProblem(1, col, "missing_column") for col in expected if col not in present]
 
 
+def _normalized(row: Row) -> dict[str, str | None]:
+    """Header names are matched trimmed and case-insensitively."""
+    return {k.strip().lower(): v for k, v in row.items() if k}
+
+
 def _cell(row: Row, column: str) -> str:
     value = row.get(column)
     return " ".join((value or "").split())
@@ -50,7 +55,8 @@ def validate_questions(header: Iterable[str], rows: Iterable[Row]) -> list[Quest
         raise ImportRejected(problems)
     result: list[QuestionRow] = []
     seen: dict[str, int] = {}
-    for number, row in enumerate(rows, start=2):
+    for number, raw in enumerate(rows, start=2):
+        row = _normalized(raw)
         cells = {col: _cell(row, col) for col in QUESTION_COLUMNS}
         if not any(cells.values()):
             continue  # blank line
@@ -93,7 +99,8 @@ def validate_units(header: Iterable[str], rows: Iterable[Row]) -> list[UnitRow]:
     result: list[UnitRow] = []
     seen: dict[str, int] = {}
     kinds = {k.value for k in UnitKind}
-    for number, row in enumerate(rows, start=2):
+    for number, raw in enumerate(rows, start=2):
+        row = _normalized(raw)
         cells = {col: _cell(row, col) for col in UNIT_COLUMNS}
         if not any(cells.values()):
             continue

@@ -14,6 +14,11 @@ from contest.model import Group, Position, UnitKind, age_on
 
 NAME_MIN, NAME_MAX = 2, 100
 MAX_AGE = 120
+# Zero-width space and bidirectional overrides/isolates: invisible and misleading in a name.
+# (The zero-width joiner stays: emoji sequences need it.)
+_INVISIBLE = frozenset(
+    "\u200b\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\ufeff"
+)
 _DATE_RE = re.compile(r"^\s*(\d{1,2})\s*[/.\-]\s*(\d{1,2})\s*[/.\-]\s*(\d{4})\s*$")
 
 
@@ -45,7 +50,7 @@ EDITABLE: dict[str, Step] = {
 def clean_name(text: str) -> str:
     """Validate a full name; keeps every character the person typed but folds spaces."""
     name = " ".join(unicodedata.normalize("NFC", text).split())
-    if any(unicodedata.category(ch) == "Cc" for ch in name):
+    if any(unicodedata.category(ch) == "Cc" or ch in _INVISIBLE for ch in name):
         raise ContestError("name_invalid")
     if not (NAME_MIN <= len(name) <= NAME_MAX) or not any(ch.isalpha() for ch in name):
         raise ContestError("name_invalid")
@@ -72,7 +77,9 @@ def parse_birth_date(text: str, today: date) -> date:
 def normalize_phone(raw: str) -> str:
     """Canonical phone form: '+' and digits; Vietnamese 0xxxxxxxxx becomes +84xxxxxxxxx."""
     digits = re.sub(r"\D", "", raw)
-    if digits.startswith("0") and len(digits) == 10:
+    if digits.startswith("00"):
+        digits = digits[2:]  # international prefix
+    elif digits.startswith("0") and len(digits) == 10:
         digits = "84" + digits[1:]
     if not 8 <= len(digits) <= 15:
         raise ContestError("phone_invalid")

@@ -6,7 +6,7 @@ import logging
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -28,6 +28,7 @@ from contest.model import (
 from contest.ports import (
     AttemptTimer,
     ImportSummary,
+    Notification,
     NullTimer,
     UnitOfWork,
     UnitOfWorkFactory,
@@ -164,7 +165,7 @@ class ContestService:
         self.rng = rng or random.SystemRandom()
         self.timer: AttemptTimer = timer or NullTimer()
 
-    def today(self) -> Any:
+    def today(self) -> date:
         return self.clock.now().astimezone(LOCAL_TZ).date()
 
     # ------------------------------------------------------------ registration
@@ -281,6 +282,35 @@ class ContestService:
         else:
             raise ContestError("wrong_step", expected=draft.step.value)
 
+    async def registration_text(self, telegram_id: int, text: str) -> RegistrationView:
+        """Typed text during registration: the answer of a text step, or a unit search.
+
+        Raises ``use_buttons`` / ``use_phone_button`` where a button is expected, and
+        ``no_registration`` when the person has no registration under way.
+        """
+        async with self.uow(write=False) as uow:
+            draft = await uow.drafts.get(telegram_id)
+        if draft is None:
+            raise ContestError("no_registration")
+        if draft.step in (Step.NAME, Step.BIRTH_DATE):
+            return await self.register_input(telegram_id, draft.step, text)
+        if draft.step in (Step.UNIT, Step.WARD):
+            return await self.unit_page(telegram_id, 0, text.strip()[:60] or None)
+        if draft.step is Step.PHONE:
+            raise ContestError("use_phone_button")
+        raise ContestError("use_buttons")
+
+    async def unit_kind_again(self, telegram_id: int) -> RegistrationView:
+        """From the unit list, go back to choosing the kind of unit."""
+        async with self.uow() as uow:
+            draft = await uow.drafts.get(telegram_id)
+            if draft is None or draft.step is not Step.UNIT:
+                raise ContestError("wrong_step", expected=draft.step.value if draft else "")
+            draft.step = Step.UNIT_KIND
+            await uow.drafts.save(telegram_id, draft, self.clock.now())
+            await uow.commit()
+            return await self._view(uow, draft)
+
     async def unit_page(
         self, telegram_id: int, page: int, query: str | None = None
     ) -> RegistrationView:
@@ -380,7 +410,7 @@ class ContestService:
                 return ExamStatus(ExamState.NOT_OPEN, rules, used, best)
             if rules.window.is_after(now):
                 return ExamStatus(ExamState.CLOSED, rules, used, best)
-            if used >= rules.attempts and current is None:
+            if used >= rules.attempts:
                 return ExamStatus(ExamState.NO_ATTEMPTS_LEFT, rules, used, best)
             return ExamStatus(ExamState.CAN_START, rules, used, best)
 
@@ -522,7 +552,10 @@ class ContestService:
         """Warnings (5 and 1 minutes left by default) that are due now; each is given once."""
         now = self.clock.now()
         warnings: list[Warning_] = []
-        for level, before in enumerate(self.rules.warn_before):
+        # Nearest warning first: one that is due marks the earlier ones as given too, so a
+        # sweep that first runs inside the last minute sends one warning, not two.
+        levels = sorted(enumerate(self.rules.warn_before), key=lambda lv: lv[1])
+        for level, before in levels:
             async with self.uow(write=False) as uow:
                 candidates = await uow.attempts.warn_candidates(now, before.total_seconds(), level)
             for attempt_id in candidates:
@@ -550,12 +583,42 @@ class ContestService:
         async with self.uow(write=False) as uow:
             return await uow.attempts.open_deadlines()
 
+    async def open_deadline(self, attempt_id: int) -> datetime | None:
+        """The deadline of an attempt still in progress, else None."""
+        async with self.uow(write=False) as uow:
+            attempt = await uow.attempts.get(attempt_id)
+            return attempt.deadline_at if attempt and not attempt.finished else None
+
     async def attempt_summary(self, attempt_id: int) -> AttemptSummary | None:
         async with self.uow(write=False) as uow:
             attempt = await uow.attempts.get(attempt_id)
             if attempt is None or not attempt.finished:
                 return None
             return await self._summary(uow, attempt)
+
+    # ------------------------------------------------------------ notifications
+
+    async def claim_notifications(
+        self, owner: str, limit: int = 50, lease_seconds: float = 60.0
+    ) -> list[Notification]:
+        """Take pending notifications for sending; a claim lapses after ``lease_seconds``."""
+        async with self.uow() as uow:
+            claimed = await uow.outbox.claim(self.clock.now(), lease_seconds, limit, owner)
+            await uow.commit()
+            return claimed
+
+    async def notification_sent(self, notification_id: int) -> None:
+        async with self.uow() as uow:
+            await uow.outbox.mark_sent(notification_id, self.clock.now())
+            await uow.commit()
+
+    async def notification_failed(self, notification_id: int, error: str, *, final: bool) -> None:
+        """Record a failed send; a final failure (the person blocked the bot) is not retried."""
+        async with self.uow() as uow:
+            await uow.outbox.release(notification_id, error)
+            if final:
+                await uow.outbox.mark_sent(notification_id, self.clock.now())
+            await uow.commit()
 
     # ------------------------------------------------------------ imports
 
