@@ -6,6 +6,14 @@ from types import TracebackType
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from contest.ports import (
+    AttemptRepository,
+    DraftRepository,
+    OutboxRepository,
+    PersonRepository,
+    QuestionRepository,
+    UnitRepository,
+)
 from storage.db import is_sqlite, session_factory
 from storage.repositories import (
     SqlAttempts,
@@ -19,6 +27,13 @@ from storage.repositories import (
 
 class SqlUnitOfWork:
     """``async with uow:`` opens a transaction; leaving without ``commit()`` rolls back."""
+
+    units: UnitRepository
+    questions: QuestionRepository
+    persons: PersonRepository
+    drafts: DraftRepository
+    attempts: AttemptRepository
+    outbox: OutboxRepository
 
     def __init__(
         self, sessions: async_sessionmaker[AsyncSession], *, write: bool, sqlite: bool

@@ -1,0 +1,146 @@
+"""Assembly: the one place where settings, storage, use cases, handlers and timers meet."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+from telegram import BotCommand
+from telegram.ext import Application, ApplicationBuilder
+
+from bot.processor import PerChatUpdateProcessor
+from bot.request import build_request
+from bot.settings import Settings
+from contest.clock import Clock, SystemClock
+from contest.rules import ContestRules
+from contest.services import ContestService
+from handlers import exam, info, registration
+from handlers.common import DEPS_KEY, Deps, on_error
+from handlers.notify import TelegramNotifier
+from scheduler.deadlines import DeadlineScheduler
+from storage.db import create_engine
+from storage.schema import migrate
+from storage.uow import SqlUnitOfWorkFactory
+
+log = logging.getLogger(__name__)
+
+RUNTIME_KEY = "contest_runtime"
+COMMANDS = [
+    BotCommand("start", "Giới thiệu cuộc thi"),
+    BotCommand("dangky", "Đăng ký dự thi"),
+    BotCommand("thi", "Vào thi"),
+    BotCommand("ketqua", "Xem kết quả"),
+    BotCommand("hoso", "Xem hồ sơ dự thi"),
+    BotCommand("thele", "Thể lệ cuộc thi"),
+    BotCommand("huongdan", "Hướng dẫn dự thi"),
+]
+
+
+class MissingToken(Exception):
+    """CONTEST_BOT_TOKEN is not set."""
+
+
+@dataclass
+class Runtime:
+    """What the application owns besides PTB's own parts."""
+
+    engine: AsyncEngine
+    service: ContestService
+    deadlines: DeadlineScheduler
+
+
+def file_url(api_url: str) -> str:
+    """Telegram's file URL for a Bot API base URL (``…/bot`` -> ``…/file/bot``)."""
+    if api_url.endswith("/bot"):
+        return api_url[: -len("bot")] + "file/bot"
+    return api_url.rstrip("/") + "/file/bot"
+
+
+def build_application(
+    settings: Settings,
+    rules: ContestRules,
+    *,
+    clock: Clock | None = None,
+    engine: AsyncEngine | None = None,
+    polling: bool = True,
+) -> Application[Any, Any, Any, Any, Any, Any]:
+    """Build the bot. Nothing connects here: the database is opened in ``post_init``."""
+    if settings.bot_token is None or not settings.bot_token.get_secret_value().strip():
+        raise MissingToken
+    builder: ApplicationBuilder[Any, Any, Any, Any, Any, Any] = (
+        Application.builder()
+        .token(settings.bot_token.get_secret_value().strip())
+        .base_url(settings.bot_api_url)
+        .base_file_url(file_url(settings.bot_api_url))
+        .request(build_request(settings.http_backend, pool_size=128))
+        .get_updates_request(build_request(settings.http_backend, pool_size=1))
+        .concurrent_updates(PerChatUpdateProcessor(256))
+        .post_init(_post_init)
+        .post_shutdown(_post_shutdown)
+    )
+    if not polling:
+        builder = builder.updater(None)
+    app = builder.build()
+
+    clock = clock or SystemClock()
+    engine = engine or create_engine(settings.database_url)
+    service = ContestService(SqlUnitOfWorkFactory(engine), clock, rules)
+    assert app.job_queue is not None, "python-telegram-bot[job-queue] is required"
+    deadlines = DeadlineScheduler(
+        service, TelegramNotifier(app.bot), app.job_queue, sweep_seconds=settings.sweep_seconds
+    )
+    service.timer = deadlines
+    app.bot_data[DEPS_KEY] = Deps(service, rules, clock, settings.admin_ids)
+    app.bot_data[RUNTIME_KEY] = Runtime(engine, service, deadlines)
+
+    for module in (info, registration, exam):
+        for handler in module.handlers():
+            app.add_handler(handler)
+    app.add_error_handler(on_error)
+    return app
+
+
+def runtime(app: Application[Any, Any, Any, Any, Any, Any]) -> Runtime:
+    value = app.bot_data[RUNTIME_KEY]
+    assert isinstance(value, Runtime)
+    return value
+
+
+async def _post_init(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
+    rt = runtime(app)
+    await migrate(rt.engine)
+    try:
+        await app.bot.set_my_commands(COMMANDS)
+    except Exception as exc:  # not worth refusing to start over a menu
+        log.warning("could not set the command menu: %s", exc)
+    await rt.deadlines.rearm()
+    rt.deadlines.start()
+
+
+async def _post_shutdown(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
+    await runtime(app).engine.dispose()
+
+
+async def start(app: Application[Any, Any, Any, Any, Any, Any], *, poll_timeout: int = 30) -> None:
+    """Start like ``run_polling`` does, but return (for tests, benchmarks, embedding)."""
+    await app.initialize()
+    if app.post_init is not None:
+        await app.post_init(app)
+    if app.updater is not None:
+        await app.updater.start_polling(timeout=poll_timeout, poll_interval=0.0)
+    await app.start()
+
+
+async def stop(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
+    """Stop what ``start`` started, in reverse order."""
+    if app.updater is not None and app.updater.running:
+        await app.updater.stop()
+    if app.running:
+        await app.stop()
+    if app.post_stop is not None:
+        await app.post_stop(app)
+    await app.shutdown()
+    if app.post_shutdown is not None:
+        await app.post_shutdown(app)

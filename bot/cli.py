@@ -1,0 +1,172 @@
+"""``contest-bot``: run the bot, import the question bank and the units, migrate."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from bot.config import ConfigError, load_rules
+from bot.settings import Settings
+from contest.errors import ImportRejected
+from contest.importing import validate_questions, validate_units
+from handlers import texts
+
+log = logging.getLogger("contest_bot")
+
+EXIT_USAGE = 2
+EXIT_REJECTED = 1
+
+
+def configure_logging(level: str = "INFO") -> None:
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    # httpx logs every request URL at INFO, and the URL contains the bot token.
+    for noisy in ("httpx", "httpcore", "apscheduler", "aiohttp.access", "alembic"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def fail(message: str, code: int = EXIT_USAGE) -> int:
+    print(message, file=sys.stderr)
+    return code
+
+
+def load_settings() -> Settings:
+    return Settings()
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from bot.app import MissingToken, build_application
+
+    settings = load_settings()
+    try:
+        rules = load_rules(settings.config_path())
+    except ConfigError as exc:
+        return fail(f"Lỗi cấu hình cuộc thi: {exc}")
+    try:
+        app = build_application(settings, rules, polling=not args.webhook)
+    except MissingToken:
+        return fail(
+            "Chưa có token của bot: hãy đặt biến môi trường CONTEST_BOT_TOKEN "
+            "(token do @BotFather cấp)."
+        )
+    if args.webhook:
+        from bot.webhook import run_webhook
+
+        return run_webhook(app, settings)
+    log.info("bot starting (long polling, config %s)", settings.config_path())
+    app.run_polling(timeout=settings.poll_timeout, allowed_updates=["message", "callback_query"])
+    return 0
+
+
+async def _import(kind: str, path: Path, settings: Settings) -> int:
+    from contest.clock import SystemClock
+    from contest.services import ContestService
+    from storage.db import create_engine
+    from storage.files import read_table
+    from storage.schema import migrate
+    from storage.uow import SqlUnitOfWorkFactory
+
+    try:
+        header, rows = read_table(path)
+        if kind == "questions":
+            question_rows = validate_questions(header, rows)
+        else:
+            unit_rows = validate_units(header, rows)
+    except ImportRejected as exc:
+        return fail(texts.import_rejected(exc.problems), EXIT_REJECTED)
+    engine = create_engine(settings.database_url)
+    try:
+        await migrate(engine)
+        rules = load_rules(settings.config_path())
+        service = ContestService(SqlUnitOfWorkFactory(engine), SystemClock(), rules)
+        if kind == "questions":
+            summary = await service.import_questions(question_rows)
+            what = "câu hỏi"
+        else:
+            summary = await service.import_units(unit_rows)
+            what = "đơn vị"
+    finally:
+        await engine.dispose()
+    print(texts.import_done(what, summary.created, summary.updated))
+    return 0
+
+
+def cmd_import_questions(args: argparse.Namespace) -> int:
+    return _run_import("questions", args.file)
+
+
+def cmd_import_units(args: argparse.Namespace) -> int:
+    return _run_import("units", args.file)
+
+
+def _run_import(kind: str, path: Path) -> int:
+    settings = load_settings()
+    try:
+        return asyncio.run(_import(kind, path, settings))
+    except ConfigError as exc:
+        return fail(f"Lỗi cấu hình cuộc thi: {exc}")
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from storage.db import create_engine
+    from storage.schema import migrate
+
+    async def go() -> None:
+        engine = create_engine(load_settings().database_url)
+        try:
+            await migrate(engine)
+        finally:
+            await engine.dispose()
+
+    asyncio.run(go())
+    print("Cơ sở dữ liệu đã được cập nhật.")
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from bot.bench import main as bench_main
+
+    return bench_main(args.bench_args)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="contest-bot", description=__doc__)
+    p.add_argument("--log-level", default="INFO")
+    sub = p.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run the bot (long polling, or --webhook)")
+    run.add_argument("--webhook", action="store_true", help="serve a webhook instead of polling")
+    run.set_defaults(func=cmd_run)
+    iq = sub.add_parser("import-questions", help="import the question bank (CSV or XLSX)")
+    iq.add_argument("file", type=Path)
+    iq.set_defaults(func=cmd_import_questions)
+    iu = sub.add_parser("import-units", help="import the units (CSV or XLSX)")
+    iu.add_argument("file", type=Path)
+    iu.set_defaults(func=cmd_import_units)
+    mg = sub.add_parser("migrate", help="bring the database schema up to date")
+    mg.set_defaults(func=cmd_migrate)
+    bench = sub.add_parser("bench", help="run the benchmark (see bench --help)", add_help=False)
+    bench.add_argument("bench_args", nargs=argparse.REMAINDER)
+    bench.set_defaults(func=cmd_bench)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("PTB_TIMEDELTA", "1")  # durations as timedeltas (PTB 22)
+    args: Any = parser().parse_args(argv)
+    configure_logging(args.log_level)
+    try:
+        return int(args.func(args))
+    except ValidationError as exc:
+        return fail(f"Lỗi biến môi trường: {exc}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,115 @@
+"""The contest TOML file: schedule and rules, in the plan's local time (Asia/Ho_Chi_Minh)."""
+
+from __future__ import annotations
+
+import tomllib
+from datetime import date, datetime, time, timedelta
+from pathlib import Path
+from typing import Any
+
+from contest.rules import (
+    LOCAL_TZ,
+    ContestRules,
+    PrizeRules,
+    Round2Rules,
+    RoundRules,
+    Window,
+)
+
+
+class ConfigError(Exception):
+    """The contest file is missing, unreadable or has a missing or invalid value."""
+
+
+def _table(data: dict[str, Any], name: str) -> dict[str, Any]:
+    value = data.get(name)
+    if not isinstance(value, dict):
+        raise ConfigError(f"[{name}] is missing")
+    return value
+
+
+def _moment(table: dict[str, Any], section: str, key: str, *, end: bool) -> datetime:
+    """A local date-time; a bare date means the start of that day (or, for an end, the
+    whole of that day: the window closes at the next midnight)."""
+    if key not in table:
+        raise ConfigError(f"{section}.{key} is missing")
+    value = table[key]
+    if isinstance(value, datetime):
+        moment = value
+    elif isinstance(value, date):
+        moment = datetime.combine(value + timedelta(days=1) if end else value, time())
+    else:
+        raise ConfigError(f"{section}.{key} must be a date or date-time, got {value!r}")
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=LOCAL_TZ)
+    return moment
+
+
+def _int(table: dict[str, Any], section: str, key: str, default: int, low: int = 1) -> int:
+    value = table.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ConfigError(f"{section}.{key} must be a whole number of at least {low}")
+    return value
+
+
+def _window(table: dict[str, Any], section: str, start: str, stop: str) -> Window:
+    opens = _moment(table, section, start, end=False)
+    closes = _moment(table, section, stop, end=True)
+    if closes <= opens:
+        raise ConfigError(f"{section}.{stop} must be after {section}.{start}")
+    return Window(opens, closes)
+
+
+def parse_rules(data: dict[str, Any]) -> ContestRules:
+    campaign_t = _table(data, "campaign")
+    round1_t = _table(data, "round1")
+    round2_t = _table(data, "round2")
+    prizes_t = data.get("prizes", {})
+    if not isinstance(prizes_t, dict):
+        raise ConfigError("[prizes] must be a table")
+
+    campaign = _window(campaign_t, "campaign", "starts", "ends")
+    round1 = RoundRules(
+        number=1,
+        window=_window(round1_t, "round1", "opens", "closes"),
+        questions=_int(round1_t, "round1", "questions", 20),
+        minutes=_int(round1_t, "round1", "minutes", 20),
+        attempts=_int(round1_t, "round1", "attempts", 2),
+    )
+    ratio = round2_t.get("min_ratio", 0.5)
+    if isinstance(ratio, bool) or not isinstance(ratio, int | float) or not 0 <= ratio <= 1:
+        raise ConfigError("round2.min_ratio must be a number between 0 and 1")
+    venue = round2_t.get("venue", "")
+    if not isinstance(venue, str):
+        raise ConfigError("round2.venue must be text")
+    round2 = Round2Rules(
+        round=RoundRules(
+            number=2,
+            window=_window(round2_t, "round2", "opens", "closes"),
+            questions=_int(round2_t, "round2", "questions", 20),
+            minutes=_int(round2_t, "round2", "minutes", 20),
+            attempts=_int(round2_t, "round2", "attempts", 1),
+        ),
+        qualifiers=_int(round2_t, "round2", "qualifiers", 50),
+        min_ratio=float(ratio),
+        venue=venue,
+    )
+    prizes = PrizeRules(
+        first=_int(prizes_t, "prizes", "first", 1, low=0),
+        second=_int(prizes_t, "prizes", "second", 2, low=0),
+        third=_int(prizes_t, "prizes", "third", 3, low=0),
+        consolation=_int(prizes_t, "prizes", "consolation", 4, low=0),
+    )
+    if round2.round.window.opens < round1.window.closes:
+        raise ConfigError("round2.opens must not be before round1.closes")
+    return ContestRules(campaign=campaign, round1=round1, round2=round2, prizes=prizes)
+
+
+def load_rules(path: Path) -> ContestRules:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"contest file {path} not found (set CONTEST_CONFIG)") from None
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"contest file {path} cannot be read: {exc}") from None
+    return parse_rules(data)

@@ -1,0 +1,55 @@
+"""Process settings from the environment (and an optional .env file). Built once, passed down."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from typing_extensions import Annotated
+
+from storage.db import DEFAULT_DATABASE_URL
+
+TELEGRAM_API_URL = "https://api.telegram.org/bot"
+
+
+class Settings(BaseSettings):
+    """Environment variables: CONTEST_BOT_TOKEN, CONTEST_BOT_API_URL, CONTEST_DATABASE_URL,
+    CONTEST_ADMIN_IDS, CONTEST_CONFIG (and a few tuning knobs)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="CONTEST_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    bot_token: SecretStr | None = None
+    bot_api_url: str = TELEGRAM_API_URL
+    database_url: str = DEFAULT_DATABASE_URL
+    admin_ids: Annotated[frozenset[int], NoDecode] = frozenset()
+    config: Path | None = None
+    # Tuning (rarely changed): request backend, seconds between deadline sweeps.
+    http_backend: str = "aiohttp"
+    sweep_seconds: float = Field(default=15.0, gt=0)
+    poll_timeout: int = Field(default=30, ge=0)
+    webhook_url: str | None = None
+    webhook_secret: SecretStr | None = None
+    webhook_listen: str = "127.0.0.1"
+    webhook_port: int = 8080
+
+    @field_validator("admin_ids", mode="before")
+    @classmethod
+    def _parse_ids(cls, value: object) -> object:
+        if isinstance(value, str):
+            parts = [p.strip() for p in value.replace(";", ",").split(",") if p.strip()]
+            return frozenset(int(p) for p in parts)
+        if isinstance(value, int):
+            return frozenset({value})
+        return value
+
+    def config_path(self) -> Path:
+        """CONTEST_CONFIG, else ./contest.toml, else the shipped ./contest.example.toml."""
+        if self.config is not None:
+            return self.config
+        for candidate in (Path("contest.toml"), Path("contest.example.toml")):
+            if candidate.exists():
+                return candidate
+        return Path("contest.toml")

@@ -1,0 +1,126 @@
+"""Round 1 attempts: /thi, the "Bắt đầu" button, and the A/B/C answer buttons."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+
+from telegram import InlineKeyboardMarkup, Update
+from telegram.error import TelegramError
+from telegram.ext import CallbackQueryHandler, CommandHandler
+
+from contest.errors import ContestError
+from contest.services import ExamCard, ExamState
+from handlers import keyboards, texts
+from handlers.callbacks import BadCallback, parse_answer
+from handlers.common import Context, Deps, answer_query, deps, edit, reply, user_id
+
+log = logging.getLogger(__name__)
+
+
+def render_card(d: Deps, card: ExamCard) -> tuple[str, InlineKeyboardMarkup]:
+    text = texts.card(card, d.rules.round1, d.clock.now())
+    return text, keyboards.answers(card.attempt_id, card.position)
+
+
+async def exam(update: Update, context: Context) -> None:
+    """/thi: what the person can do now in round 1."""
+    d = deps(context)
+    uid = user_id(update)
+    status = await d.service.exam_status(uid)
+    rules = status.round
+    if status.state is ExamState.NOT_REGISTERED:
+        await reply(update, texts.NOT_REGISTERED, keyboards.register_only())
+    elif status.state is ExamState.IN_PROGRESS:
+        assert status.card is not None
+        await _resume(update, context, status.card)
+    elif status.state is ExamState.NOT_OPEN:
+        await reply(update, texts.round_not_open(rules))
+    elif status.state is ExamState.CLOSED:
+        text = texts.round_closed(rules)
+        if status.best is not None:
+            text += f"\nKết quả được công nhận: {texts.best_line(status.best)}."
+        await reply(update, text)
+    elif status.state is ExamState.NO_ATTEMPTS_LEFT:
+        await reply(update, texts.no_attempts_left(rules, status.best))
+    else:
+        await reply(
+            update,
+            texts.exam_intro(rules, status.attempts_used, status.best),
+            keyboards.exam_start(),
+        )
+
+
+async def _resume(update: Update, context: Context, card: ExamCard) -> None:
+    """Show the open attempt again in a new message; the old card loses its buttons."""
+    d = deps(context)
+    if card.chat_id is not None and card.message_id is not None:
+        with contextlib.suppress(TelegramError):  # already without buttons, or deleted
+            await context.bot.edit_message_reply_markup(card.chat_id, card.message_id)
+    text, markup = render_card(d, card)
+    message = await reply(update, "▶️ Tiếp tục bài thi đang làm dở.\n\n" + text, markup)
+    if message is not None:
+        await d.service.attach_message(card.attempt_id, message.chat_id, message.message_id)
+
+
+async def exam_button(update: Update, context: Context) -> None:
+    """The welcome message's "Vào thi" button: same as /thi."""
+    query = update.callback_query
+    assert query is not None
+    await answer_query(query)
+    await exam(update, context)
+
+
+async def start_attempt(update: Update, context: Context) -> None:
+    """ "Bắt đầu": start an attempt (or show the open one) in the pressed message."""
+    query = update.callback_query
+    assert query is not None
+    d = deps(context)
+    try:
+        card = await d.service.start_attempt(user_id(update))
+    except ContestError as exc:
+        await answer_query(query, texts.error(exc.code, **exc.params), alert=True)
+        return
+    await answer_query(query)
+    text, markup = render_card(d, card)
+    message = await edit(query, text, markup)
+    if message is not None and (card.chat_id, card.message_id) != (
+        message.chat_id,
+        message.message_id,
+    ):
+        await d.service.attach_message(card.attempt_id, message.chat_id, message.message_id)
+
+
+async def answer(update: Update, context: Context) -> None:
+    """A/B/C: the answer is committed before the press is acknowledged."""
+    query = update.callback_query
+    assert query is not None and query.data is not None
+    d = deps(context)
+    try:
+        press = parse_answer(query.data)
+        outcome = await d.service.answer(
+            user_id(update), press.attempt_id, press.position, press.choice
+        )
+    except BadCallback:
+        await answer_query(query, texts.error("bad_button"))
+        return
+    except ContestError as exc:
+        await answer_query(query, texts.error(exc.code, **exc.params))
+        return
+    if outcome.summary is not None:
+        await answer_query(query, texts.TIME_UP if outcome.expired else None, alert=outcome.expired)
+        await edit(query, texts.attempt_done(outcome.summary, expired=outcome.expired))
+        return
+    assert outcome.next_card is not None
+    await answer_query(query)
+    text, markup = render_card(d, outcome.next_card)
+    await edit(query, text, markup)
+
+
+def handlers() -> list[object]:
+    return [
+        CommandHandler("thi", exam),
+        CallbackQueryHandler(exam_button, pattern=r"^i:exam$"),
+        CallbackQueryHandler(start_attempt, pattern=r"^x:start$"),
+        CallbackQueryHandler(answer, pattern=r"^x:a:"),
+    ]

@@ -1,0 +1,83 @@
+"""/start, rules, guide, profile and results."""
+
+from __future__ import annotations
+
+from telegram import Update
+from telegram.ext import CallbackQueryHandler, CommandHandler
+
+from contest.errors import ContestError
+from handlers import keyboards, texts
+from handlers.common import Context, answer_query, deps, reply, user_id
+from handlers.exam import exam
+from handlers.registration import start_registration
+
+DEEP_LINKS = {"dangky": start_registration, "thi": exam}
+
+
+async def start(update: Update, context: Context) -> None:
+    """/start [payload]: greet, summarise the rules, offer rules and guide."""
+    d = deps(context)
+    user = update.effective_user
+    assert user is not None
+    profile = await d.service.profile(user.id)
+    payload = context.args[0].lower() if context.args else ""
+    await reply(
+        update,
+        texts.welcome(user.first_name or "bạn", profile is not None, d.rules),
+        keyboards.start(profile is not None),
+    )
+    action = DEEP_LINKS.get(payload)
+    if action is not None:
+        await action(update, context)
+
+
+async def rules(update: Update, context: Context) -> None:
+    """/thele."""
+    await reply(update, texts.rules_text(deps(context).rules))
+
+
+async def guide(update: Update, context: Context) -> None:
+    """/huongdan."""
+    await reply(update, texts.guide_text())
+
+
+async def info_button(update: Update, context: Context) -> None:
+    """The "Thể lệ" and "Hướng dẫn" buttons."""
+    query = update.callback_query
+    assert query is not None
+    await answer_query(query)
+    if query.data == "i:rules":
+        await rules(update, context)
+    else:
+        await guide(update, context)
+
+
+async def profile(update: Update, context: Context) -> None:
+    """/hoso: the person's registration."""
+    found = await deps(context).service.profile(user_id(update))
+    if found is None:
+        await reply(update, texts.NOT_REGISTERED, keyboards.register_only())
+        return
+    await reply(update, texts.profile_text(found))
+
+
+async def results(update: Update, context: Context) -> None:
+    """/ketqua: each attempt and the one that counts."""
+    d = deps(context)
+    try:
+        view = await d.service.results(user_id(update))
+    except ContestError as exc:
+        await reply(update, texts.error(exc.code, **exc.params), keyboards.register_only())
+        return
+    await reply(update, texts.results_text(view, d.rules.round1))
+
+
+def handlers() -> list[object]:
+    return [
+        CommandHandler("start", start),
+        CommandHandler(["thele"], rules),
+        CommandHandler(["huongdan", "help"], guide),
+        CommandHandler("hoso", profile),
+        CommandHandler("ketqua", results),
+        CallbackQueryHandler(info_button, pattern=r"^i:(rules|guide)$"),
+    ]

@@ -1,0 +1,472 @@
+"""Every text a person sees, in Vietnamese. User-supplied text is escaped here."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from html import escape
+
+from contest.errors import ImportProblem
+from contest.model import AttemptResult, Group, Position, Unit, UnitKind
+from contest.ports import UnitPage
+from contest.registration import Draft
+from contest.rules import ContestRules, RoundRules, to_local
+from contest.services import AttemptSummary, ExamCard, Profile, ResultsView
+
+LABELS = ("A", "B", "C")
+
+BTN_RULES = "📜 Thể lệ"
+BTN_GUIDE = "❓ Hướng dẫn"
+BTN_REGISTER = "📝 Đăng ký dự thi"
+BTN_CONSENT = "✅ Tôi đồng ý"
+BTN_SHARE_PHONE = "📱 Chia sẻ số điện thoại"
+BTN_CIVIL_SERVANT = "🏛 Cán bộ, công chức, viên chức"
+BTN_CITIZEN = "👤 Công dân"
+BTN_LEADER = "Lãnh đạo đơn vị"
+BTN_STAFF = "Công chức, viên chức, người lao động"
+BTN_PREV = "◀️ Trang trước"
+BTN_NEXT = "Trang sau ▶️"
+BTN_CONFIRM = "✅ Xác nhận đăng ký"
+BTN_START_EXAM = "▶️ Bắt đầu"
+BTN_EXAM = "📝 Vào thi"
+
+KIND_NAMES = {
+    UnitKind.DEPARTMENT: "Phòng, ban chuyên môn, đơn vị sự nghiệp",
+    UnitKind.WARD: "UBND phường",
+    UnitKind.EDUCATION: "Khối Giáo dục",
+}
+GROUP_NAMES = {
+    Group.CIVIL_SERVANT: "Cán bộ, công chức, viên chức",
+    Group.CITIZEN: "Công dân",
+}
+POSITION_NAMES = {Position.LEADER: BTN_LEADER, Position.STAFF: BTN_STAFF}
+EDIT_LABELS = {
+    "name": "✏️ Sửa họ tên",
+    "birth_date": "✏️ Sửa ngày sinh",
+    "phone": "✏️ Sửa số điện thoại",
+    "group": "✏️ Sửa đối tượng",
+    "unit": "✏️ Sửa đơn vị",
+    "position": "✏️ Sửa chức vụ",
+    "ward": "✏️ Sửa phường",
+}
+
+
+def h(text: str) -> str:
+    """Escape user or bank text for an HTML message (quotes kept as typed)."""
+    return escape(text, quote=False)
+
+
+def fmt_dt(when: datetime) -> str:
+    return to_local(when).strftime("%H:%M ngày %d/%m/%Y")
+
+
+def fmt_date(day: date) -> str:
+    return day.strftime("%d/%m/%Y")
+
+
+def fmt_window(rules: RoundRules) -> str:
+    return f"từ {fmt_dt(rules.window.opens)} đến {fmt_dt(rules.window.closes)}"
+
+
+def fmt_duration(seconds: float) -> str:
+    total = max(round(seconds), 0)
+    minutes, secs = divmod(total, 60)
+    if minutes and secs:
+        return f"{minutes} phút {secs} giây"
+    if minutes:
+        return f"{minutes} phút"
+    return f"{secs} giây"
+
+
+def fmt_clock(seconds: float) -> str:
+    total = max(int(seconds), 0)
+    return f"{total // 60:02d}:{total % 60:02d}"
+
+
+# ------------------------------------------------------------------ welcome and rules
+
+
+def welcome(first_name: str, registered: bool, rules: ContestRules) -> str:
+    r1 = rules.round1
+    lines = [
+        f"Xin chào <b>{h(first_name)}</b>!",
+        "",
+        "Đây là bot của Cuộc thi trực tuyến <b>«Tìm hiểu công tác cải cách hành chính»</b> "
+        "trên địa bàn quận Đống Đa do UBND quận Đống Đa tổ chức.",
+        "",
+        f"• Thời gian thi vòng 1: {fmt_window(r1)}.",
+        f"• Mỗi lần thi có {r1.questions} câu hỏi trắc nghiệm, chọn đáp án đúng A, B hoặc C, "
+        f"làm trong {r1.minutes} phút.",
+        f"• Mỗi thí sinh được thi {r1.attempts} lần; kết quả được công nhận là lần có "
+        "số câu đúng nhiều nhất (nếu bằng nhau, lần có thời gian làm bài ngắn hơn).",
+        f"• {rules.round2.qualifiers} thí sinh có kết quả cao nhất vòng 1 và trả lời đúng "
+        f"từ {int(rules.round2.min_ratio * 100)}% trở lên được thi vòng 2.",
+        "",
+    ]
+    if registered:
+        lines.append(
+            "Bạn đã đăng ký. Gõ /thi để vào thi, /ketqua để xem kết quả, /hoso để xem hồ sơ."
+        )
+    else:
+        lines.append("Để dự thi, bạn cần đăng ký một lần. Bấm «Đăng ký dự thi» để bắt đầu.")
+    return "\n".join(lines)
+
+
+def rules_text(rules: ContestRules) -> str:
+    r1, r2, p = rules.round1, rules.round2, rules.prizes
+    return "\n".join(
+        [
+            "<b>📜 THỂ LỆ CUỘC THI</b>",
+            "",
+            "<b>Đối tượng dự thi</b>",
+            "• Bắt buộc: cán bộ, công chức, viên chức, người lao động của các phòng ban "
+            "chuyên môn, đơn vị sự nghiệp, UBND 21 phường và khối Giáo dục. Mỗi đơn vị có "
+            f"tối thiểu {rules.quota.min_leaders:02d} lãnh đạo và tối thiểu "
+            f"{int(rules.quota.min_staff_ratio * 100)}% công chức, viên chức tham gia.",
+            f"• Khuyến khích: công dân Việt Nam từ đủ {rules.min_age} tuổi trở lên đang sinh "
+            "sống, công tác, học tập trên địa bàn quận Đống Đa.",
+            "",
+            "<b>Thời gian</b>",
+            f"• Phát động: {fmt_window_plain(rules.campaign.opens, rules.campaign.closes)}.",
+            f"• Thi vòng 1: {fmt_window(r1)}.",
+            "",
+            "<b>Vòng 1</b>",
+            "• Mỗi thí sinh dùng 01 tài khoản cá nhân.",
+            f"• Mỗi lần thi {r1.questions} câu, trả lời trong {r1.minutes} phút, chọn đáp án "
+            "đúng A, B, C. Hết giờ, bài được nộp tự động; câu chưa trả lời tính là sai.",
+            f"• Mỗi thí sinh được thi {r1.attempts} lần; hệ thống công nhận lần có số câu "
+            "đúng nhiều nhất, nếu bằng nhau thì lần có thời gian ngắn hơn.",
+            "",
+            "<b>Vòng 2</b>",
+            f"• {r2.qualifiers} thí sinh có điểm cao nhất vòng 1, trả lời đúng từ "
+            f"{int(r2.min_ratio * 100)}% trở lên, thi tập trung"
+            + (f" tại {h(r2.venue)}" if r2.venue else "")
+            + f"; vòng 2 có {r2.round.attempts} lượt làm bài.",
+            "",
+            "<b>Giải thưởng</b>",
+            f"• {p.first:02d} giải Nhất, {p.second:02d} giải Nhì, {p.third:02d} giải Ba, "
+            f"{p.consolation:02d} giải Khuyến khích.",
+        ]
+    )
+
+
+def fmt_window_plain(opens: datetime, closes: datetime) -> str:
+    return f"từ {fmt_dt(opens)} đến {fmt_dt(closes)}"
+
+
+def guide_text() -> str:
+    return "\n".join(
+        [
+            "<b>❓ HƯỚNG DẪN DỰ THI</b>",
+            "",
+            "1. Bấm «Đăng ký dự thi» (hoặc gõ /dangky) và làm theo từng bước: đồng ý xử lý "
+            "dữ liệu cá nhân, nhập họ tên, ngày sinh, chia sẻ số điện thoại của bạn, chọn "
+            "đối tượng và đơn vị.",
+            "2. Gõ /thi rồi bấm «Bắt đầu». Mỗi câu hỏi hiện trong cùng một tin nhắn; bấm "
+            "A, B hoặc C để trả lời. Đáp án đã chọn được lưu ngay và không sửa được.",
+            "3. Thời gian còn lại hiện trên mỗi câu hỏi; bot nhắc khi còn 5 phút và 1 phút.",
+            "4. Gõ /ketqua để xem kết quả các lần thi, /hoso để xem hồ sơ đăng ký.",
+            "",
+            "Các lệnh: /start, /dangky, /thi, /ketqua, /hoso, /thele, /huongdan.",
+        ]
+    )
+
+
+# ------------------------------------------------------------------ registration prompts
+
+
+CONSENT = (
+    "<b>📝 ĐĂNG KÝ DỰ THI</b>\n\n"
+    "Để đăng ký, Ban Tổ chức cần thu thập và xử lý các dữ liệu cá nhân sau: họ và tên, "
+    "ngày sinh, số điện thoại, đơn vị công tác và chức vụ (đối với cán bộ, công chức, "
+    "viên chức) hoặc phường nơi sinh sống, công tác, học tập (đối với công dân).\n\n"
+    "Dữ liệu chỉ được dùng để tổ chức cuộc thi, thống kê kết quả theo đơn vị và liên hệ "
+    "trao giải; chỉ Ban Tổ chức được xem, theo Nghị định 13/2023/NĐ-CP về bảo vệ dữ liệu "
+    "cá nhân.\n\n"
+    "Bấm «Tôi đồng ý» nếu bạn đồng ý."
+)
+ASK_NAME = "Bước 1/5. Vui lòng nhập <b>họ và tên</b> đầy đủ của bạn (có dấu), ví dụ: Nguyễn Văn An."
+ASK_BIRTH_DATE = (
+    "Bước 2/5. Vui lòng nhập <b>ngày sinh</b> theo dạng ngày/tháng/năm, ví dụ: 25/03/1990."
+)
+ASK_PHONE = (
+    "Bước 3/5. Vui lòng bấm nút <b>«Chia sẻ số điện thoại»</b> bên dưới để xác thực số điện "
+    "thoại của tài khoản Telegram này."
+)
+ASK_GROUP = "Bước 4/5. Bạn tham gia với tư cách nào?"
+ASK_UNIT_KIND = "Bước 5/5. Đơn vị công tác của bạn thuộc khối nào?"
+ASK_POSITION = "Chức vụ của bạn tại đơn vị?"
+
+
+def ask_unit(page: UnitPage, *, ward: bool) -> str:
+    head = (
+        "Bước 5/5. Chọn <b>phường</b> nơi bạn sinh sống, công tác hoặc học tập"
+        if ward
+        else f"Chọn <b>đơn vị</b> công tác của bạn ({KIND_NAMES[page.kind]})"
+    )
+    lines = [head + f" — trang {page.page + 1}/{page.pages}."]
+    if page.query:
+        lines.append(f"Kết quả tìm kiếm cho «{h(page.query)}».")
+    if not page.units:
+        lines.append("Không tìm thấy đơn vị phù hợp. Hãy gõ lại từ khóa khác.")
+    lines.append("Bạn cũng có thể gõ một phần tên để tìm nhanh.")
+    return "\n".join(lines)
+
+
+def summary(draft: Draft, unit: Unit | None, ward: Unit | None) -> str:
+    lines = [
+        "<b>Vui lòng kiểm tra lại thông tin đăng ký:</b>",
+        "",
+        f"• Họ và tên: <b>{h(draft.full_name or '')}</b>",
+        f"• Ngày sinh: {fmt_date(draft.birth_date) if draft.birth_date else ''}",
+        f"• Số điện thoại: {h(draft.phone or '')}",
+        f"• Đối tượng: {GROUP_NAMES[draft.group] if draft.group else ''}",
+    ]
+    if draft.group is Group.CIVIL_SERVANT:
+        lines.append(f"• Đơn vị: {h(unit.name) if unit else ''}")
+        lines.append(f"• Chức vụ: {POSITION_NAMES[draft.position] if draft.position else ''}")
+    elif draft.group is Group.CITIZEN:
+        lines.append(f"• Phường: {h(ward.name) if ward else ''}")
+    lines += ["", "Nếu đúng, bấm «Xác nhận đăng ký». Nếu cần sửa, bấm nút tương ứng."]
+    return "\n".join(lines)
+
+
+def registered(name: str) -> str:
+    return (
+        f"🎉 Chúc mừng <b>{h(name)}</b> đã đăng ký dự thi thành công!\n\n"
+        "Gõ /thi để vào thi, /hoso để xem hồ sơ."
+    )
+
+
+def profile_text(profile: Profile) -> str:
+    person = profile.person
+    lines = [
+        "<b>👤 HỒ SƠ DỰ THI</b>",
+        "",
+        f"• Họ và tên: <b>{h(person.full_name)}</b>",
+        f"• Ngày sinh: {fmt_date(person.birth_date)}",
+        f"• Số điện thoại: {h(person.phone)}",
+        f"• Đối tượng: {GROUP_NAMES[person.group]}",
+    ]
+    if person.group is Group.CIVIL_SERVANT:
+        lines.append(f"• Đơn vị: {h(profile.unit.name) if profile.unit else ''}")
+        lines.append(f"• Chức vụ: {POSITION_NAMES[person.position] if person.position else ''}")
+    else:
+        lines.append(f"• Phường: {h(profile.ward.name) if profile.ward else ''}")
+    lines.append(f"• Ngày đăng ký: {fmt_dt(person.registered_at)}")
+    return "\n".join(lines)
+
+
+NOT_REGISTERED = "Bạn chưa đăng ký dự thi. Gõ /dangky để đăng ký."
+ALREADY_REGISTERED = "Bạn đã đăng ký dự thi rồi. Gõ /hoso để xem hồ sơ, /thi để vào thi."
+
+
+# ------------------------------------------------------------------ exam
+
+
+def exam_intro(rules: RoundRules, used: int, best: AttemptResult | None) -> str:
+    left = rules.attempts - used
+    lines = [
+        f"<b>📝 VÒNG {rules.number}</b>",
+        "",
+        f"• Mỗi lần thi có {rules.questions} câu hỏi, chọn đáp án đúng A, B hoặc C.",
+        f"• Thời gian làm bài: {rules.minutes} phút, tính từ khi bấm «Bắt đầu». Hết giờ, "
+        "bài được nộp tự động; câu chưa trả lời tính là sai.",
+        "• Mỗi câu chỉ được chọn một lần.",
+        f"• Bạn còn <b>{left}/{rules.attempts}</b> lượt thi.",
+    ]
+    if best is not None:
+        lines.append(f"• Kết quả tốt nhất hiện tại: {best_line(best)}.")
+    lines += ["", "Bấm «Bắt đầu» khi bạn đã sẵn sàng."]
+    return "\n".join(lines)
+
+
+def best_line(result: AttemptResult) -> str:
+    return (
+        f"{result.correct}/{result.total} câu đúng, thời gian "
+        f"{fmt_duration(result.duration_seconds)}"
+    )
+
+
+def card(card: ExamCard, rules: RoundRules, now: datetime) -> str:
+    left = max((card.deadline_at - now).total_seconds(), 0)
+    lines = [
+        f"<b>Vòng {rules.number} · Lần thi {card.attempt_number}/{rules.attempts}</b>",
+        f"<b>Câu {card.position + 1}/{card.total}</b> · ⏱ Còn lại {fmt_clock(left)}",
+        f"<i>{h(card.topic)}</i>",
+        "",
+        f"<b>{h(card.text)}</b>",
+        "",
+    ]
+    for label, option in zip(LABELS, card.options, strict=True):
+        lines.append(f"<b>{label}.</b> {h(option)}")
+    return "\n".join(lines)
+
+
+def attempt_done(summary: AttemptSummary, *, expired: bool) -> str:
+    result = summary.result
+    head = (
+        "⏰ <b>Đã hết thời gian làm bài.</b> Bài thi đã được nộp tự động; câu chưa trả lời "
+        "tính là sai."
+        if expired
+        else "✅ <b>Bạn đã hoàn thành bài thi.</b>"
+    )
+    lines = [
+        head,
+        "",
+        f"Lần thi {result.number}: <b>{result.correct}/{result.total}</b> câu đúng, "
+        f"thời gian làm bài {fmt_duration(result.duration_seconds)}.",
+        f"Kết quả được công nhận: {best_line(summary.best)} (lần thi {summary.best.number}).",
+    ]
+    if summary.attempts_left:
+        lines.append(f"Bạn còn {summary.attempts_left} lượt thi. Gõ /thi để thi lần tiếp theo.")
+    else:
+        lines.append("Bạn đã dùng hết lượt thi. Gõ /ketqua để xem lại kết quả.")
+    return "\n".join(lines)
+
+
+def card_closed() -> str:
+    return "⏰ Bài thi này đã kết thúc. Kết quả được gửi trong tin nhắn bên dưới."
+
+
+def warning(seconds_left: float) -> str:
+    minutes = max(1, round(seconds_left / 60))
+    return f"⏰ Bài thi của bạn còn khoảng <b>{minutes} phút</b>. Hãy nhanh tay hoàn thành!"
+
+
+def round_not_open(rules: RoundRules) -> str:
+    return f"Vòng {rules.number} chưa mở. Thời gian thi: {fmt_window(rules)}."
+
+
+def round_closed(rules: RoundRules) -> str:
+    return f"Vòng {rules.number} đã kết thúc (thời gian thi: {fmt_window(rules)})."
+
+
+def no_attempts_left(rules: RoundRules, best: AttemptResult | None) -> str:
+    text = f"Bạn đã dùng hết {rules.attempts} lượt thi vòng {rules.number}."
+    if best is not None:
+        text += f"\nKết quả được công nhận: {best_line(best)} (lần thi {best.number})."
+    return text
+
+
+def results_text(view: ResultsView, rules: RoundRules) -> str:
+    if not view.results:
+        text = f"Bạn chưa có lần thi nào hoàn thành ở vòng {rules.number}."
+        if view.in_progress:
+            text += " Bạn đang có một bài thi dở dang: gõ /thi để làm tiếp."
+        return text
+    lines = [f"<b>📊 KẾT QUẢ VÒNG {rules.number}</b>", ""]
+    for result in view.results:
+        mark = " ⭐" if view.best and result.attempt_id == view.best.attempt_id else ""
+        how = " (hết giờ)" if result.status.value == "expired" else ""
+        lines.append(
+            f"• Lần {result.number}: {result.correct}/{result.total} câu đúng, "
+            f"{fmt_duration(result.duration_seconds)}{how}, nộp lúc "
+            f"{fmt_dt(result.finished_at)}{mark}"
+        )
+    if view.best is not None:
+        lines += [
+            "",
+            f"⭐ Kết quả được công nhận: {best_line(view.best)} (lần {view.best.number}).",
+        ]
+    left = view.attempts_allowed - len(view.results) - (1 if view.in_progress else 0)
+    if view.in_progress:
+        lines.append("Bạn đang có một bài thi dở dang: gõ /thi để làm tiếp.")
+    elif left > 0:
+        lines.append(f"Bạn còn {left} lượt thi.")
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------ errors
+
+ERRORS: dict[str, str] = {
+    "consent_required": "Bạn cần đồng ý cho xử lý dữ liệu cá nhân để đăng ký dự thi.",
+    "name_invalid": "Họ và tên không hợp lệ. Vui lòng nhập họ tên đầy đủ "
+    "(2–100 ký tự, có chữ cái).",
+    "birth_date_format": "Ngày sinh chưa đúng định dạng. Vui lòng nhập theo dạng ngày/tháng/năm, "
+    "ví dụ: 25/03/1990.",
+    "birth_date_impossible": "Ngày sinh không tồn tại. Vui lòng kiểm tra lại ngày, tháng, năm.",
+    "birth_date_future": "Ngày sinh không thể ở tương lai. Vui lòng nhập lại.",
+    "citizen_under_age": "Rất tiếc, cuộc thi dành cho công dân từ đủ {min_age} tuổi trở lên. "
+    "Nếu bạn là cán bộ, công chức, viên chức, vui lòng chọn đúng đối tượng.",
+    "contact_not_own": "Đây không phải số điện thoại của tài khoản Telegram này. Vui lòng bấm "
+    "nút «Chia sẻ số điện thoại» để gửi số của chính bạn.",
+    "phone_invalid": "Số điện thoại không hợp lệ.",
+    "phone_taken": "Số điện thoại này đã được dùng để đăng ký một tài khoản khác. Mỗi thí sinh "
+    "chỉ đăng ký 01 tài khoản.",
+    "unit_unknown": "Đơn vị không hợp lệ. Vui lòng chọn lại trong danh sách.",
+    "already_registered": ALREADY_REGISTERED,
+    "no_registration": "Bạn chưa bắt đầu đăng ký. Gõ /dangky để đăng ký.",
+    "wrong_step": "Nút này không còn hiệu lực.",
+    "not_registered": NOT_REGISTERED,
+    "no_attempts_left": "Bạn đã dùng hết lượt thi.",
+    "round_not_open": "Vòng thi chưa mở.",
+    "round_closed": "Vòng thi đã kết thúc.",
+    "bank_too_small": "Ngân hàng câu hỏi chưa sẵn sàng. Vui lòng quay lại sau.",
+    "stale_question": "Câu hỏi này đã được trả lời hoặc không còn hiệu lực.",
+    "foreign_attempt": "Nút này không thuộc bài thi của bạn.",
+    "attempt_finished": "Bài thi này đã kết thúc.",
+    "bad_button": "Nút này không còn hiệu lực.",
+    "use_buttons": "Vui lòng chọn bằng các nút bên dưới tin nhắn.",
+    "use_phone_button": "Vui lòng không gõ số điện thoại: hãy bấm nút «Chia sẻ số điện thoại» "
+    "ở bàn phím bên dưới để xác thực.",
+}
+
+
+def error(code: str, **params: object) -> str:
+    template = ERRORS.get(code, "Đã có lỗi xảy ra. Vui lòng thử lại.")
+    try:
+        return template.format(**params)
+    except (KeyError, IndexError):
+        return template
+
+
+USE_BUTTONS = "Vui lòng chọn bằng các nút bên dưới tin nhắn."
+USE_PHONE_BUTTON = (
+    "Vui lòng không gõ số điện thoại: hãy bấm nút «Chia sẻ số điện thoại» ở bàn phím bên "
+    "dưới để xác thực."
+)
+USE_ANSWER_BUTTONS = "Vui lòng chọn đáp án bằng các nút A, B, C dưới câu hỏi."
+UNKNOWN_TEXT = "Bot chưa hiểu yêu cầu của bạn. Gõ /start để xem hướng dẫn."
+INTERNAL_ERROR = "Đã có lỗi xảy ra. Vui lòng thử lại sau ít phút."
+PRESS_RECORDED = "Đã ghi nhận đáp án."
+TIME_UP = "Đã hết giờ làm bài!"
+
+IMPORT_REASONS = {
+    "missing_column": "thiếu cột",
+    "empty": "ô trống",
+    "too_long": "nội dung quá dài",
+    "bad_answer": "đáp án phải là a, b hoặc c",
+    "duplicate_options": "các phương án trùng nhau",
+    "duplicate_question": "câu hỏi trùng với dòng {value}",
+    "duplicate_code": "mã đơn vị trùng với dòng {value}",
+    "bad_kind": "loại đơn vị phải là phong_ban, phuong hoặc giao_duc",
+    "bad_count": "số biên chế phải là số nguyên dương",
+    "no_rows": "tệp không có dòng dữ liệu nào",
+    "empty_file": "tệp rỗng",
+    "file_type": "chỉ nhận tệp .csv hoặc .xlsx",
+    "file_unreadable": "không đọc được tệp",
+    "not_utf8": "tệp CSV phải dùng bảng mã UTF-8",
+    "bad_xlsx": "tệp Excel bị lỗi hoặc không đúng định dạng .xlsx",
+}
+
+
+def import_problem(problem: ImportProblem) -> str:
+    reason = IMPORT_REASONS.get(problem.reason, problem.reason).format(value=problem.value)
+    where = f"Dòng {problem.row}" if problem.row else "Tệp"
+    column = f", cột «{problem.column}»" if problem.column else ""
+    value = (
+        f" (giá trị: «{problem.value}»)"
+        if problem.value and problem.reason not in ("duplicate_question", "duplicate_code")
+        else ""
+    )
+    return f"{where}{column}: {reason}{value}"
+
+
+def import_rejected(problems: list[ImportProblem]) -> str:
+    lines = [f"Tệp bị từ chối, không có dữ liệu nào được ghi ({len(problems)} lỗi):"]
+    lines += [f"- {import_problem(p)}" for p in problems]
+    return "\n".join(lines)
+
+
+def import_done(what: str, created: int, updated: int) -> str:
+    return f"Đã nhập {what}: {created} mục mới, {updated} mục cập nhật."

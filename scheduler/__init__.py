@@ -1,0 +1,1 @@
+"""Timers: attempt deadlines and warnings, and the durable notification sender."""

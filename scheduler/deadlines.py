@@ -1,0 +1,152 @@
+"""Deadlines of attempts. The database decides; timers only make it happen on time.
+
+* ``arm`` puts one job per attempt on PTB's JobQueue at its deadline;
+* a periodic sweep closes whatever is overdue (timers lost in a restart, another
+  process's attempts, a clock that moved) and sends the 5- and 1-minute warnings;
+* on start-up ``rearm`` arms every open attempt and sweeps at once, so attempts whose
+  deadline passed while the bot was down are closed and their results sent.
+Closing is a compare-and-set in the database, so exactly one path closes an attempt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+from datetime import datetime
+from typing import Any, Protocol
+
+from telegram.error import Forbidden, TelegramError
+from telegram.ext import CallbackContext, Job, JobQueue
+
+from contest.services import RESULT_NOTIFICATION, AttemptSummary, ContestService, Warning_
+
+log = logging.getLogger(__name__)
+
+# A late timer must still run: APScheduler's default misfire grace is 1 s.
+JOB_KWARGS: dict[str, Any] = {"misfire_grace_time": None, "coalesce": True}
+
+
+class Notifier(Protocol):
+    async def attempt_finished(self, summary: AttemptSummary) -> None: ...
+    async def warning(self, warning: Warning_) -> None: ...
+
+
+def process_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class DeadlineScheduler:
+    """Implements ``contest.ports.AttemptTimer`` on a PTB JobQueue."""
+
+    def __init__(
+        self,
+        service: ContestService,
+        notifier: Notifier,
+        job_queue: JobQueue[Any],
+        *,
+        sweep_seconds: float = 10.0,
+    ) -> None:
+        self.service = service
+        self.notifier = notifier
+        self.job_queue = job_queue
+        self.sweep_seconds = sweep_seconds
+        self.owner = process_name()
+        self._jobs: dict[int, Job[Any]] = {}
+        self._delivering = asyncio.Lock()
+
+    # -------------------------------------------------------------- AttemptTimer
+
+    def arm(self, attempt_id: int, deadline_at: datetime) -> None:
+        self.disarm(attempt_id)
+        delay = max((deadline_at - self.service.clock.now()).total_seconds(), 0.0)
+        self._jobs[attempt_id] = self.job_queue.run_once(
+            self._on_deadline,
+            when=delay + 0.05,  # land just after the deadline, not on it
+            data=attempt_id,
+            name=f"deadline:{attempt_id}",
+            job_kwargs=JOB_KWARGS,
+        )
+
+    def disarm(self, attempt_id: int) -> None:
+        job = self._jobs.pop(attempt_id, None)
+        if job is not None:
+            job.schedule_removal()
+
+    @property
+    def armed(self) -> int:
+        return len(self._jobs)
+
+    # -------------------------------------------------------------- jobs
+
+    def start(self) -> None:
+        """Run the sweep now and then every ``sweep_seconds``."""
+        self.job_queue.run_repeating(
+            self._on_sweep,
+            interval=self.sweep_seconds,
+            first=0.0,
+            name="deadline-sweep",
+            job_kwargs=JOB_KWARGS,
+        )
+
+    async def rearm(self) -> int:
+        """Arm a timer for every attempt still open in the database."""
+        open_attempts = await self.service.open_deadlines()
+        for attempt_id, deadline_at in open_attempts:
+            self.arm(attempt_id, deadline_at)
+        log.info("re-armed %d open attempts", len(open_attempts))
+        return len(open_attempts)
+
+    async def _on_deadline(self, context: CallbackContext[Any, Any, Any, Any]) -> None:
+        job = context.job
+        assert job is not None and isinstance(job.data, int)
+        attempt_id = job.data
+        self._jobs.pop(attempt_id, None)
+        if await self.service.close_if_expired(attempt_id):
+            await self.deliver()
+            return
+        # Still open: the clock has not reached the deadline yet (it was moved).
+        deadline_at = await self.service.open_deadline(attempt_id)
+        if deadline_at is not None:
+            self.arm(attempt_id, deadline_at)
+
+    async def _on_sweep(self, context: CallbackContext[Any, Any, Any, Any]) -> None:
+        await self.sweep()
+
+    async def sweep(self) -> None:
+        """Warnings due, attempts overdue, then pending notifications."""
+        for warning in await self.service.due_warnings():
+            try:
+                await self.notifier.warning(warning)
+            except TelegramError as exc:
+                log.info("warning for attempt %s not sent: %s", warning.attempt_id, exc)
+        closed = await self.service.close_expired()
+        for attempt_id in closed:
+            self.disarm(attempt_id)
+        await self.deliver()
+
+    async def deliver(self) -> int:
+        """Send pending notifications from the outbox; returns how many were sent."""
+        sent = 0
+        async with self._delivering:
+            while True:
+                batch = await self.service.claim_notifications(self.owner)
+                if not batch:
+                    return sent
+                for note in batch:
+                    try:
+                        if note.kind == RESULT_NOTIFICATION:
+                            summary = await self.service.attempt_summary(
+                                int(note.payload["attempt_id"])
+                            )
+                            if summary is not None:
+                                await self.notifier.attempt_finished(summary)
+                        await self.service.notification_sent(note.id)
+                        sent += 1
+                    except Forbidden as exc:
+                        await self.service.notification_failed(note.id, str(exc), final=True)
+                    except TelegramError as exc:
+                        log.warning("notification %s failed, will retry: %s", note.id, exc)
+                        await self.service.notification_failed(note.id, str(exc), final=False)
+                        return sent
