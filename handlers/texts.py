@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import date, datetime
 from html import escape
 
@@ -329,7 +330,7 @@ def card_closed() -> str:
 
 
 def warning(seconds_left: float) -> str:
-    minutes = max(1, round(seconds_left / 60))
+    minutes = max(1, math.ceil(seconds_left / 60))
     return f"⏰ Bài thi của bạn còn khoảng <b>{minutes} phút</b>. Hãy nhanh tay hoàn thành!"
 
 

@@ -96,9 +96,7 @@ async def test_name_with_html_characters_and_emoji_is_shown_as_typed(
     assert name in profile.text
 
 
-async def test_bad_birth_dates_are_refused_and_change_nothing(
-    bot: BotRunner, fake_api: FakeBotApi
-):
+async def test_bad_birth_dates_are_refused_and_change_nothing(bot: BotRunner, fake_api: FakeBotApi):
     user = fake_api.user(1007)
     await say(user, "/dangky", "Tôi đồng ý")
     await press(user, "✅ Tôi đồng ý", "họ và tên")
@@ -147,9 +145,7 @@ async def test_text_where_a_button_is_expected(bot: BotRunner, fake_api: FakeBot
     await user.wait_for(has("Tôi đồng ý"))
 
 
-async def test_second_account_with_the_same_phone_is_refused(
-    bot: BotRunner, fake_api: FakeBotApi
-):
+async def test_second_account_with_the_same_phone_is_refused(bot: BotRunner, fake_api: FakeBotApi):
     first = fake_api.user(1011)
     await register_civil_servant(first, phone="0933333333")
     second = fake_api.user(1012)
