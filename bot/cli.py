@@ -60,7 +60,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.webhook:
         from bot.webhook import run_webhook
 
-        return run_webhook(app, settings)
+        return int(run_webhook(app, settings))
     log.info("bot starting (long polling, config %s)", settings.config_path())
     app.run_polling(timeout=settings.poll_timeout, allowed_updates=["message", "callback_query"])
     return 0
@@ -134,7 +134,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from bot.bench import main as bench_main
 
-    return bench_main(args.bench_args)
+    return int(bench_main(args.bench_args))
 
 
 def parser() -> argparse.ArgumentParser:
