@@ -49,6 +49,7 @@ from contest.selection import select_questions, shuffled_order
 log = logging.getLogger(__name__)
 
 UNIT_PAGE_SIZE = 8
+QUESTION_CACHE_SECONDS = 60.0
 RESULT_NOTIFICATION = "attempt_result"
 
 
@@ -164,6 +165,9 @@ class ContestService:
         self.rules = rules
         self.rng = rng or random.SystemRandom()
         self.timer: AttemptTimer = timer or NullTimer()
+        # Questions change only by import: a short-lived cache keeps them off the answer path.
+        self._questions: dict[int, Question] = {}
+        self._questions_loaded_at: datetime | None = None
 
     def today(self) -> date:
         return self.clock.now().astimezone(LOCAL_TZ).date()
@@ -491,7 +495,7 @@ class ContestService:
             if current is None or position != current:
                 raise ContestError("stale_question")
             item = attempt.items[position]
-            question = (await uow.questions.get_many([item.question_id]))[item.question_id]
+            question = await self._question(uow, item.question_id)
             correct = item.order[choice] == question.answer
             if not await uow.attempts.record_answer(attempt.id, position, choice, correct, now):
                 raise ContestError("stale_question")
@@ -626,7 +630,8 @@ class ContestService:
         async with self.uow() as uow:
             summary = await uow.questions.upsert(rows)
             await uow.commit()
-            return summary
+        self._questions_loaded_at = None
+        return summary
 
     async def import_units(self, rows: Sequence[UnitRow]) -> ImportSummary:
         async with self.uow() as uow:
@@ -639,18 +644,27 @@ class ContestService:
     async def _own_attempt(
         self, uow: UnitOfWork, telegram_id: int, attempt_id: int, *, lock: bool = False
     ) -> Attempt:
-        person = await uow.persons.by_telegram(telegram_id)
-        attempt = await uow.attempts.get(attempt_id, lock=lock)
-        if person is None or attempt is None or attempt.person_id != person.id:
+        attempt = await uow.attempts.owned(attempt_id, telegram_id, lock=lock)
+        if attempt is None:
             raise ContestError("foreign_attempt")
         return attempt
+
+    async def _question(self, uow: UnitOfWork, question_id: int) -> Question:
+        """A question from the cache, refreshed every QUESTION_CACHE_SECONDS or on a miss."""
+        now = self.clock.now()
+        loaded = self._questions_loaded_at
+        stale = loaded is None or not 0 <= (now - loaded).total_seconds() < QUESTION_CACHE_SECONDS
+        if stale or question_id not in self._questions:
+            self._questions = {q.id: q for q in await uow.questions.catalog(include_inactive=True)}
+            self._questions_loaded_at = now
+        return self._questions[question_id]
 
     async def _card(self, uow: UnitOfWork, attempt: Attempt, now: datetime) -> ExamCard:
         position = attempt.current_position()
         if position is None:
             raise ContestError("attempt_finished")
         item = attempt.items[position]
-        question: Question = (await uow.questions.get_many([item.question_id]))[item.question_id]
+        question = await self._question(uow, item.question_id)
         options = tuple(question.options[i] for i in item.order)
         return ExamCard(
             attempt_id=attempt.id,

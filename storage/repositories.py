@@ -6,9 +6,9 @@ import json
 import math
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import Table, and_, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import CursorResult
@@ -139,11 +139,17 @@ class SqlQuestions:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    async def catalog(self) -> list[Question]:
-        rows = await self.session.scalars(
-            select(m.QuestionRow).where(m.QuestionRow.active.is_(True)).order_by(m.QuestionRow.id)
-        )
-        return [to_question(r) for r in rows]
+    async def catalog(self, *, include_inactive: bool = False) -> list[Question]:
+        q = m.QuestionRow.__table__.c
+        stmt = select(q.id, q.topic, q.text, q.option_a, q.option_b, q.option_c, q.answer)
+        if not include_inactive:
+            stmt = stmt.where(q.active.is_(True))
+        conn = await self.session.connection()
+        rows = await conn.execute(stmt.order_by(q.id))
+        return [
+            Question(r.id, r.topic, r.text, (r.option_a, r.option_b, r.option_c), r.answer)
+            for r in rows
+        ]
 
     async def get_many(self, ids: Sequence[int]) -> dict[int, Question]:
         rows = await self.session.scalars(select(m.QuestionRow).where(m.QuestionRow.id.in_(ids)))
@@ -259,6 +265,10 @@ class SqlDrafts:
 
 
 IN_PROGRESS = AttemptStatus.IN_PROGRESS.value
+ATTEMPTS = cast(Table, m.AttemptRow.__table__)
+PERSONS = cast(Table, m.PersonRow.__table__)
+ITEMS_TABLE = cast(Table, m.AttemptItemRow.__table__)
+ITEMS = ITEMS_TABLE.c
 
 
 class SqlAttempts:
@@ -301,7 +311,7 @@ class SqlAttempts:
         return self._to_attempt(row, list(items))
 
     @staticmethod
-    def _to_attempt(row: m.AttemptRow, items: list[AttemptItem]) -> Attempt:
+    def _to_attempt(row: Any, items: list[AttemptItem]) -> Attempt:
         return Attempt(
             id=row.id,
             person_id=row.person_id,
@@ -319,31 +329,84 @@ class SqlAttempts:
             items=items,
         )
 
-    async def _load(self, row: m.AttemptRow) -> Attempt:
-        item_rows = await self.session.scalars(
-            select(m.AttemptItemRow)
-            .where(m.AttemptItemRow.attempt_id == row.id)
-            .order_by(m.AttemptItemRow.position)
+    # The answer path runs these on every press: plain Core statements on the session's
+    # connection, one query for the attempt and one for its items.
+
+    async def _items(self, attempt_id: int) -> list[AttemptItem]:
+        conn = await self.session.connection()
+        rows = await conn.execute(
+            select(
+                ITEMS.position,
+                ITEMS.question_id,
+                ITEMS.option_order,
+                ITEMS.choice,
+                ITEMS.correct,
+                ITEMS.answered_at,
+            )
+            .where(ITEMS.attempt_id == attempt_id)
+            .order_by(ITEMS.position)
         )
+        return [
+            AttemptItem(
+                position=r.position,
+                question_id=r.question_id,
+                order=(int(r.option_order[0]), int(r.option_order[1]), int(r.option_order[2])),
+                choice=r.choice,
+                correct=r.correct,
+                answered_at=r.answered_at,
+            )
+            for r in rows
+        ]
+
+    async def _fetch(self, stmt: Any, lock: bool) -> Attempt | None:
+        """One query: the attempt's columns joined with each of its items."""
+        stmt = (
+            stmt.add_columns(
+                ITEMS.position.label("item_position"),
+                ITEMS.question_id.label("item_question_id"),
+                ITEMS.option_order.label("item_order"),
+                ITEMS.choice.label("item_choice"),
+                ITEMS.correct.label("item_correct"),
+                ITEMS.answered_at.label("item_answered_at"),
+            )
+            .outerjoin(ITEMS_TABLE, ITEMS.attempt_id == ATTEMPTS.c.id)
+            .order_by(ITEMS.position)
+        )
+        if lock:
+            stmt = stmt.with_for_update(of=ATTEMPTS)
+        conn = await self.session.connection()
+        rows = (await conn.execute(stmt)).all()
+        if not rows:
+            return None
         items = [
             AttemptItem(
-                position=i.position,
-                question_id=i.question_id,
-                order=(int(i.option_order[0]), int(i.option_order[1]), int(i.option_order[2])),
-                choice=i.choice,
-                correct=i.correct,
-                answered_at=i.answered_at,
+                position=r.item_position,
+                question_id=r.item_question_id,
+                order=(int(r.item_order[0]), int(r.item_order[1]), int(r.item_order[2])),
+                choice=r.item_choice,
+                correct=r.item_correct,
+                answered_at=r.item_answered_at,
             )
-            for i in item_rows
+            for r in rows
+            if r.item_position is not None
         ]
-        return self._to_attempt(row, items)
+        return self._to_attempt(rows[0], items)
+
+    async def _load(self, row: m.AttemptRow) -> Attempt:
+        return self._to_attempt(row, await self._items(row.id))
 
     async def get(self, attempt_id: int, *, lock: bool = False) -> Attempt | None:
-        stmt = select(m.AttemptRow).where(m.AttemptRow.id == attempt_id)
-        if lock:
-            stmt = stmt.with_for_update()
-        row = (await self.session.execute(stmt.execution_options(populate_existing=True))).scalar()
-        return await self._load(row) if row else None
+        return await self._fetch(select(ATTEMPTS).where(ATTEMPTS.c.id == attempt_id), lock)
+
+    async def owned(
+        self, attempt_id: int, telegram_id: int, *, lock: bool = False
+    ) -> Attempt | None:
+        stmt = (
+            select(ATTEMPTS)
+            .join(PERSONS, PERSONS.c.id == ATTEMPTS.c.person_id)
+            .where(ATTEMPTS.c.id == attempt_id, PERSONS.c.telegram_id == telegram_id)
+        )
+        return await self._fetch(stmt, lock)
 
     async def in_progress(self, person_id: int, round: int) -> Attempt | None:
         row = await self.session.scalar(
@@ -403,12 +466,13 @@ class SqlAttempts:
     async def record_answer(
         self, attempt_id: int, position: int, choice: int, correct: bool, now: datetime
     ) -> bool:
-        result = await self.session.execute(
-            update(m.AttemptItemRow)
+        conn = await self.session.connection()
+        result = await conn.execute(
+            update(ITEMS_TABLE)
             .where(
-                m.AttemptItemRow.attempt_id == attempt_id,
-                m.AttemptItemRow.position == position,
-                m.AttemptItemRow.choice.is_(None),
+                ITEMS.attempt_id == attempt_id,
+                ITEMS.position == position,
+                ITEMS.choice.is_(None),
             )
             .values(choice=choice, correct=correct, answered_at=now)
         )

@@ -163,7 +163,7 @@ class FakeUnits(_Repo):
 
 
 class FakeQuestions(_Repo):
-    async def catalog(self) -> list[Question]:
+    async def catalog(self, *, include_inactive: bool = False) -> list[Question]:
         await _yield()
         return sorted(self.db.questions.values(), key=lambda q: q.id)
 
@@ -306,6 +306,15 @@ class FakeAttempts(_Repo):
         await _yield()
         attempt = self.db.attempts.get(attempt_id)
         return copy.deepcopy(attempt) if attempt is not None else None
+
+    async def owned(
+        self, attempt_id: int, telegram_id: int, *, lock: bool = False
+    ) -> Attempt | None:
+        attempt = await self.get(attempt_id, lock=lock)
+        if attempt is None:
+            return None
+        person = self.db.persons.get(attempt.person_id)
+        return attempt if person is not None and person.telegram_id == telegram_id else None
 
     async def in_progress(self, person_id: int, round: int) -> Attempt | None:
         await _yield()
