@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
-from telegram import BotCommand
+from telegram import Bot, BotCommand
 from telegram.ext import Application, ApplicationBuilder
 
 from bot.processor import PerChatUpdateProcessor
@@ -19,7 +19,9 @@ from contest.services import ContestService
 from handlers import exam, info, registration
 from handlers.common import DEPS_KEY, Deps, on_error
 from handlers.notify import TelegramNotifier
-from scheduler.deadlines import DeadlineScheduler
+from scheduler.deadlines import DeadlineScheduler, process_name
+from scheduler.lease import LeaseGuard
+from scheduler.throttle import SendThrottle
 from storage.db import create_engine
 from storage.schema import migrate
 from storage.uow import SqlUnitOfWorkFactory
@@ -49,6 +51,8 @@ class Runtime:
     engine: AsyncEngine
     service: ContestService
     deadlines: DeadlineScheduler
+    bulk_bot: Bot
+    lease: LeaseGuard
 
 
 def file_url(api_url: str) -> str:
@@ -88,12 +92,25 @@ def build_application(
     engine = engine or create_engine(settings.database_url)
     service = ContestService(SqlUnitOfWorkFactory(engine), clock, rules)
     assert app.job_queue is not None, "python-telegram-bot[job-queue] is required"
+    # Messages the bot sends on its own use a Bot of their own: own pool, own pace.
+    bulk_bot = Bot(
+        app.bot.token,
+        base_url=settings.bot_api_url,
+        base_file_url=file_url(settings.bot_api_url),
+        request=build_request(settings.http_backend, pool_size=8),
+    )
+    throttle = SendThrottle(settings.send_rate, settings.chat_send_interval)
+    lease = LeaseGuard(engine, "scheduler", process_name(), settings.lease_seconds)
     deadlines = DeadlineScheduler(
-        service, TelegramNotifier(app.bot), app.job_queue, sweep_seconds=settings.sweep_seconds
+        service,
+        TelegramNotifier(bulk_bot, throttle),
+        app.job_queue,
+        lease,
+        sweep_seconds=settings.sweep_seconds,
     )
     service.timer = deadlines
     app.bot_data[DEPS_KEY] = Deps(service, rules, clock, settings.admin_ids)
-    app.bot_data[RUNTIME_KEY] = Runtime(engine, service, deadlines)
+    app.bot_data[RUNTIME_KEY] = Runtime(engine, service, deadlines, bulk_bot, lease)
 
     for module in (info, registration, exam):
         for handler in module.handlers():
@@ -111,16 +128,24 @@ def runtime(app: Application[Any, Any, Any, Any, Any, Any]) -> Runtime:
 async def _post_init(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
     rt = runtime(app)
     await migrate(rt.engine)
+    await rt.bulk_bot.initialize()
     try:
         await app.bot.set_my_commands(COMMANDS)
     except Exception as exc:  # not worth refusing to start over a menu
         log.warning("could not set the command menu: %s", exc)
-    await rt.deadlines.rearm()
+    held, _ = await rt.lease.renew()
+    if held:
+        await rt.deadlines.rearm()
     rt.deadlines.start()
 
 
 async def _post_shutdown(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
-    await runtime(app).engine.dispose()
+    rt = runtime(app)
+    try:
+        await rt.lease.release()
+    finally:
+        await rt.bulk_bot.shutdown()
+        await rt.engine.dispose()
 
 
 async def start(app: Application[Any, Any, Any, Any, Any, Any], *, poll_timeout: int = 30) -> None:

@@ -29,6 +29,9 @@ class Settings(BaseSettings):
     # Tuning (rarely changed): request backend, seconds between deadline sweeps.
     http_backend: str = "aiohttp"
     sweep_seconds: float = Field(default=15.0, gt=0)
+    lease_seconds: float = Field(default=45.0, gt=0)
+    send_rate: float = Field(default=30.0, gt=0)  # bulk messages per second, overall
+    chat_send_interval: float = Field(default=1.0, ge=0)  # seconds between bulk sends to a chat
     poll_timeout: int = Field(default=30, ge=0)
     webhook_url: str | None = None
     webhook_secret: SecretStr | None = None

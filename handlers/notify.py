@@ -1,33 +1,62 @@
-"""Messages the bot sends on its own: deadline results and warnings."""
+"""Messages the bot sends on its own: deadline results and warnings.
+
+They go through their own Bot (own connection pool) and a send throttle, so a burst of
+them never delays the answers to people pressing buttons.
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from telegram import Bot
-from telegram.error import BadRequest
+from telegram.error import BadRequest, RetryAfter
 
 from contest.services import AttemptSummary, Warning_
 from handlers import texts
+from scheduler.throttle import SendThrottle
 
 log = logging.getLogger(__name__)
 
+RETRIES = 3
+
 
 class TelegramNotifier:
-    """Renders scheduler events in Vietnamese and sends them through the bot."""
+    """Renders scheduler events in Vietnamese and sends them, paced and retried."""
 
-    def __init__(self, bot: Bot) -> None:
+    def __init__(self, bot: Bot, throttle: SendThrottle) -> None:
         self.bot = bot
+        self.throttle = throttle
+
+    async def _send(self, chat_id: int, call: Callable[[], Awaitable[Any]]) -> Any:
+        for attempt in range(RETRIES):
+            await self.throttle.wait(chat_id)
+            try:
+                return await call()
+            except RetryAfter as exc:
+                delay = exc.retry_after
+                seconds = delay if isinstance(delay, int | float) else delay.total_seconds()
+                log.warning("Telegram asked to slow down for %.1f s", seconds)
+                self.throttle.pause(seconds)
+                if attempt == RETRIES - 1:
+                    raise
+        return None
 
     async def attempt_finished(self, summary: AttemptSummary) -> None:
         """The deadline closed an attempt: retire its card, then send the result."""
+        chat_id = summary.chat_id or summary.telegram_id
         if summary.chat_id is not None and summary.message_id is not None:
+            message_id = summary.message_id
             try:
-                await self.bot.edit_message_text(
-                    texts.card_closed(),
-                    chat_id=summary.chat_id,
-                    message_id=summary.message_id,
-                    parse_mode="HTML",
+                await self._send(
+                    chat_id,
+                    lambda: self.bot.edit_message_text(
+                        texts.card_closed(),
+                        chat_id=chat_id,
+                        message_id=message_id,
+                        parse_mode="HTML",
+                    ),
                 )
             except BadRequest as exc:
                 log.info(
@@ -35,15 +64,18 @@ class TelegramNotifier:
                     summary.result.attempt_id,
                     exc.message,
                 )
-        await self.bot.send_message(
-            summary.chat_id or summary.telegram_id,
-            texts.attempt_done(summary, expired=True),
-            parse_mode="HTML",
+        await self._send(
+            chat_id,
+            lambda: self.bot.send_message(
+                chat_id, texts.attempt_done(summary, expired=True), parse_mode="HTML"
+            ),
         )
 
     async def warning(self, warning: Warning_) -> None:
-        await self.bot.send_message(
-            warning.chat_id or warning.telegram_id,
-            texts.warning(warning.seconds_left),
-            parse_mode="HTML",
+        chat_id = warning.chat_id or warning.telegram_id
+        await self._send(
+            chat_id,
+            lambda: self.bot.send_message(
+                chat_id, texts.warning(warning.seconds_left), parse_mode="HTML"
+            ),
         )

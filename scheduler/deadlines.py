@@ -6,6 +6,11 @@
 * on start-up ``rearm`` arms every open attempt and sweeps at once, so attempts whose
   deadline passed while the bot was down are closed and their results sent.
 Closing is a compare-and-set in the database, so exactly one path closes an attempt.
+
+With several processes, only the holder of the "scheduler" lease sweeps and re-arms
+everything; when it dies, the next process to renew takes the lease over and re-arms.
+Every process still arms the attempts it starts itself (the compare-and-set keeps that
+safe), so deadlines stay punctual wherever an attempt began.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import asyncio
 import logging
 import os
 import socket
+import uuid
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -21,6 +27,7 @@ from telegram.error import Forbidden, TelegramError
 from telegram.ext import CallbackContext, Job, JobQueue
 
 from contest.services import RESULT_NOTIFICATION, AttemptSummary, ContestService, Warning_
+from scheduler.lease import LeaseGuard
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +41,8 @@ class Notifier(Protocol):
 
 
 def process_name() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
+    """Who holds a lease or a claim: host, process and a per-application tag."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
 class DeadlineScheduler:
@@ -45,14 +53,16 @@ class DeadlineScheduler:
         service: ContestService,
         notifier: Notifier,
         job_queue: JobQueue[Any],
+        lease: LeaseGuard,
         *,
         sweep_seconds: float = 10.0,
     ) -> None:
         self.service = service
         self.notifier = notifier
         self.job_queue = job_queue
+        self.lease = lease
         self.sweep_seconds = sweep_seconds
-        self.owner = process_name()
+        self.owner = lease.holder
         self._jobs: dict[int, Job[Any]] = {}
         self._delivering = asyncio.Lock()
 
@@ -115,7 +125,12 @@ class DeadlineScheduler:
         await self.sweep()
 
     async def sweep(self) -> None:
-        """Warnings due, attempts overdue, then pending notifications."""
+        """Warnings due, attempts overdue, then pending notifications (lease holder only)."""
+        held, fresh = await self.lease.renew()
+        if not held:
+            return
+        if fresh:
+            await self.rearm()
         for warning in await self.service.due_warnings():
             try:
                 await self.notifier.warning(warning)

@@ -1,0 +1,105 @@
+"""Send pacing, the scheduler lease, and deadline results under Telegram errors."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bot.app import runtime
+from bot.fake_api import FakeBotApi
+from contest.clock import ManualClock
+from scheduler.throttle import SendThrottle
+from storage import leases
+from storage import models as m
+from tests.conftest import BotRunner, has, register_civil_servant, say
+
+
+class FakeTime:
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.sleeps: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+
+
+def test_throttle_spaces_sends_overall_and_per_chat():
+    t = FakeTime()
+    throttle = SendThrottle(30.0, 1.0, monotonic=t.monotonic)
+    # 60 different chats at 30/s: the last one waits about two seconds.
+    delays = [throttle.reserve(chat) for chat in range(60)]
+    assert delays[0] == 0.0
+    assert abs(delays[30] - 1.0) < 1e-9 and abs(delays[59] - 59 / 30) < 1e-9
+    # The same chat three times: one second apart, whatever the overall pace.
+    t.now = 10.0
+    same = [throttle.reserve(42) for _ in range(3)]
+    assert [round(d, 6) for d in same] == [0.0, 1.0, 2.0]
+
+
+async def test_throttle_pause_holds_everyone_back():
+    t = FakeTime()
+    throttle = SendThrottle(30.0, 0.0, monotonic=t.monotonic, sleep=t.sleep)
+    throttle.pause(5.0)
+    await throttle.wait(1)
+    await throttle.wait(2)
+    assert t.sleeps[0] == 5.0 and abs(t.sleeps[1] - (5.0 + 1 / 30)) < 1e-9
+
+
+async def test_lease_is_held_by_one_and_taken_over_when_it_runs_out(engine: AsyncEngine):
+    now = datetime(2024, 8, 5, 2, 0, tzinfo=UTC)
+    assert await leases.try_acquire(engine, "scheduler", "a", now, 30)
+    assert not await leases.try_acquire(engine, "scheduler", "b", now, 30)
+    assert await leases.try_acquire(engine, "scheduler", "a", now + timedelta(seconds=20), 30)
+    # a stops renewing (it died): b takes over once the lease has run out.
+    assert not await leases.try_acquire(engine, "scheduler", "b", now + timedelta(seconds=49), 30)
+    assert await leases.try_acquire(engine, "scheduler", "b", now + timedelta(seconds=51), 30)
+    holder = await leases.holder_of(engine, "scheduler")
+    assert holder is not None and holder[0] == "b"
+    # A clean shutdown gives it up at once.
+    await leases.release(engine, "scheduler", "b")
+    assert await leases.try_acquire(engine, "scheduler", "c", now + timedelta(seconds=52), 30)
+
+
+async def _open_attempt(bot: BotRunner, api: FakeBotApi, uid: int, phone: str):
+    user = api.user(uid)
+    await register_civil_servant(user, phone=phone)
+    intro = await say(user, "/thi", "Bắt đầu")
+    await user.press("▶️ Bắt đầu", message_id=intro.message_id)
+    await user.wait_for(has("Câu 1/20"))
+    return user
+
+
+async def test_deadline_result_is_sent_despite_a_429(
+    bot: BotRunner, fake_api: FakeBotApi, clock: ManualClock
+):
+    user = await _open_attempt(bot, fake_api, 3001, "0920000001")
+    fake_api.inject_error("sendMessage", 429, retry_after=1)
+    clock.advance(minutes=21)
+    result = await user.wait_for_new_message(timeout=8, predicate=has("Đã hết thời gian"))
+    assert "0/20" in result.text
+    statuses = [c.status for c in fake_api.calls_of("sendMessage")]
+    assert 429 in statuses
+
+
+async def test_blocked_person_does_not_stall_the_outbox(
+    bot: BotRunner, fake_api: FakeBotApi, clock: ManualClock
+):
+    blocked = await _open_attempt(bot, fake_api, 3002, "0920000002")
+    other = await _open_attempt(bot, fake_api, 3003, "0920000003")
+    blocked.block()
+    clock.advance(minutes=21)
+    await other.wait_for_new_message(timeout=8, predicate=has("Đã hết thời gian"))
+    for _ in range(50):  # the row is marked sent just after the message went out
+        async with runtime(bot.app).engine.connect() as conn:
+            rows = (await conn.execute(select(m.OutboxRow.sent_at, m.OutboxRow.last_error))).all()
+        if all(r.sent_at is not None for r in rows):
+            break
+        await asyncio.sleep(0.05)
+    assert len(rows) == 2 and all(r.sent_at is not None for r in rows)
+    assert sum(1 for r in rows if r.last_error and "blocked" in r.last_error.lower()) == 1
