@@ -32,10 +32,29 @@ def is_sqlite(engine: AsyncEngine) -> bool:
     return engine.dialect.name == "sqlite"
 
 
+def _search_path(url: str) -> tuple[str, str | None]:
+    """Take a libpq-style ``options=-csearch_path=...`` off a PostgreSQL URL: asyncpg wants
+    it as a server setting instead (one schema per environment or per test)."""
+    parsed = make_url(url)
+    options = parsed.query.get("options")
+    if not parsed.drivername.startswith("postgresql") or not isinstance(options, str):
+        return url, None
+    prefix = "-csearch_path="
+    if not options.startswith(prefix):
+        return url, None
+    rest = {k: v for k, v in parsed.query.items() if k != "options"}
+    return parsed.set(query=rest).render_as_string(hide_password=False), options[len(prefix) :]
+
+
 def create_engine(url: str = DEFAULT_DATABASE_URL, **kwargs: Any) -> AsyncEngine:
     """An async engine; SQLite gets WAL, NORMAL sync, a busy timeout, foreign keys and
     ``BEGIN IMMEDIATE`` for writing transactions."""
-    engine = create_async_engine(normalize_url(url), **kwargs)
+    url, search_path = _search_path(normalize_url(url))
+    if search_path:
+        connect_args = dict(kwargs.pop("connect_args", {}))
+        connect_args.setdefault("server_settings", {})["search_path"] = search_path
+        kwargs["connect_args"] = connect_args
+    engine = create_async_engine(url, **kwargs)
     if is_sqlite(engine):
         _configure_sqlite(engine)
     return engine

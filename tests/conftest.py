@@ -82,12 +82,7 @@ async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncI
 
 
 def pg_engine(url: str) -> AsyncEngine:
-    """asyncpg takes the search path as a server setting, not a libpq option."""
-    if "options=-csearch_path" in url:
-        base, _, options = url.partition("options=-csearch_path%3D")
-        return create_engine(
-            base.rstrip("?&"), connect_args={"server_settings": {"search_path": options}}
-        )
+    """An engine for a test database URL (a PostgreSQL one carries its schema)."""
     return create_engine(url)
 
 
