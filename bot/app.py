@@ -115,6 +115,8 @@ def build_application(
     for module in (info, registration, exam):
         for handler in module.handlers():
             app.add_handler(handler)
+    for handler in info.fallbacks():
+        app.add_handler(handler)
     app.add_error_handler(on_error)
     return app
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from typing import Any
 
 from telegram import InlineKeyboardMarkup, Update
 from telegram.error import TelegramError
-from telegram.ext import CallbackQueryHandler, CommandHandler
+from telegram.ext import BaseHandler, CallbackQueryHandler, CommandHandler
 
 from contest.errors import ContestError
 from contest.services import ExamCard, ExamState
@@ -117,7 +118,7 @@ async def answer(update: Update, context: Context) -> None:
     await edit(query, text, markup)
 
 
-def handlers() -> list[object]:
+def handlers() -> list[BaseHandler[Any, Any, Any]]:
     return [
         CommandHandler("thi", exam),
         CallbackQueryHandler(exam_button, pattern=r"^i:exam$"),

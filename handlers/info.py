@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from telegram import Update
-from telegram.ext import CallbackQueryHandler, CommandHandler
+from telegram.ext import BaseHandler, CallbackQueryHandler, CommandHandler, MessageHandler, filters
 
 from contest.errors import ContestError
 from handlers import keyboards, texts
@@ -72,7 +74,21 @@ async def results(update: Update, context: Context) -> None:
     await reply(update, texts.results_text(view, d.rules.round1))
 
 
-def handlers() -> list[object]:
+async def other_message(update: Update, context: Context) -> None:
+    """Stickers, photos, unknown commands: say what the bot understands."""
+    message = update.message
+    if message is not None and message.text and message.text.startswith("/"):
+        await reply(update, texts.UNKNOWN_COMMAND)
+    else:
+        await reply(update, texts.ONLY_TEXT)
+
+
+def fallbacks() -> list[BaseHandler[Any, Any, Any]]:
+    """Registered last: anything no other handler took."""
+    return [MessageHandler(filters.ChatType.PRIVATE & ~filters.UpdateType.EDITED, other_message)]
+
+
+def handlers() -> list[BaseHandler[Any, Any, Any]]:
     return [
         CommandHandler("start", start),
         CommandHandler(["thele"], rules),

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from telegram import Update
-from telegram.ext import CallbackQueryHandler, CommandHandler, MessageHandler, filters
+from telegram.ext import BaseHandler, CallbackQueryHandler, CommandHandler, MessageHandler, filters
 
 from contest.errors import ContestError
 from contest.model import Group, Position, UnitKind
@@ -194,7 +196,7 @@ async def register_button(update: Update, context: Context) -> None:
     await start_registration(update, context)
 
 
-def handlers() -> list[object]:
+def handlers() -> list[BaseHandler[Any, Any, Any]]:
     return [
         CommandHandler("dangky", start_registration),
         CallbackQueryHandler(register_button, pattern=r"^i:reg$"),

@@ -427,6 +427,10 @@ USE_PHONE_BUTTON = (
     "dưới để xác thực."
 )
 USE_ANSWER_BUTTONS = "Vui lòng chọn đáp án bằng các nút A, B, C dưới câu hỏi."
+UNKNOWN_COMMAND = (
+    "Lệnh không hợp lệ. Các lệnh: /start, /dangky, /thi, /ketqua, /hoso, /thele, /huongdan."
+)
+ONLY_TEXT = "Bot chỉ nhận tin nhắn văn bản và các nút bấm. Gõ /start để xem hướng dẫn."
 UNKNOWN_TEXT = "Bot chưa hiểu yêu cầu của bạn. Gõ /start để xem hướng dẫn."
 INTERNAL_ERROR = "Đã có lỗi xảy ra. Vui lòng thử lại sau ít phút."
 PRESS_RECORDED = "Đã ghi nhận đáp án."

@@ -176,3 +176,10 @@ async def test_forged_registration_button_does_nothing(bot: BotRunner, fake_api:
     query = await user.press_data("r:group:hacker", prompt.message_id)
     answer = await user.wait_callback_answer(query)
     assert answer.text == "Nút này không còn hiệu lực."
+
+
+async def test_unknown_command_and_sticker_get_a_hint(bot: BotRunner, fake_api: FakeBotApi):
+    user = fake_api.user(1015)
+    await say(user, "/xyz", "Lệnh không hợp lệ")
+    await user.send_document("anh.jpg", b"\xff\xd8\xff", mime_type="image/jpeg")
+    await user.wait_for(has("chỉ nhận tin nhắn văn bản"))
