@@ -54,6 +54,8 @@ def create_engine(url: str = DEFAULT_DATABASE_URL, **kwargs: Any) -> AsyncEngine
         connect_args = dict(kwargs.pop("connect_args", {}))
         connect_args.setdefault("server_settings", {})["search_path"] = search_path
         kwargs["connect_args"] = connect_args
+    # SQL errors must not carry personal data (phone, birth date) into the logs.
+    kwargs.setdefault("hide_parameters", True)
     engine = create_async_engine(url, **kwargs)
     if is_sqlite(engine):
         _configure_sqlite(engine)

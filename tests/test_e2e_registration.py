@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+
+import pytest
 from sqlalchemy import func, select
 
 from bot.fake_api import FakeBotApi
@@ -183,3 +186,22 @@ async def test_unknown_command_and_sticker_get_a_hint(bot: BotRunner, fake_api: 
     await say(user, "/xyz", "Lệnh không hợp lệ")
     await user.send_document("anh.jpg", b"\xff\xd8\xff", mime_type="image/jpeg")
     await user.wait_for(has("chỉ nhận tin nhắn văn bản"))
+
+
+async def test_personal_data_stays_out_of_the_logs(
+    bot: BotRunner, fake_api: FakeBotApi, caplog: pytest.LogCaptureFixture
+):
+    caplog.set_level(logging.INFO)
+    user = fake_api.user(1016)
+    await register_civil_servant(user, phone="0977123456", birth="14/07/1987")
+    await say(user, "/hoso", "HỒ SƠ")
+    second = fake_api.user(1017)
+    await say(second, "/dangky", "Tôi đồng ý")
+    await press(second, "✅ Tôi đồng ý", "họ và tên")
+    await say(second, "Người Khác", "ngày sinh")
+    await say(second, "14/07/1987", "Chia sẻ số điện thoại")
+    await second.share_contact("0977123456")
+    await second.wait_for(has("đã được dùng"))
+    assert caplog.records, "the bot logs something at INFO"
+    for secret in ("977123456", "14/07/1987", "1987-07-14"):
+        assert secret not in caplog.text
