@@ -160,6 +160,15 @@ async def start(app: Application[Any, Any, Any, Any, Any, Any], *, poll_timeout:
     await app.start()
 
 
+async def close_requests(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
+    """Close the HTTP sessions after a start that failed half-way (PTB only shuts down
+    what it finished initialising)."""
+    rt = runtime(app)
+    for request in (*app.bot._request, rt.bulk_bot.request):
+        await request.shutdown()
+    await rt.engine.dispose()
+
+
 async def stop(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
     """Stop what ``start`` started, in reverse order."""
     if app.updater is not None and app.updater.running:

@@ -6,11 +6,13 @@ import argparse
 import asyncio
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
+from telegram.error import TelegramError
 
 from bot.config import ConfigError, load_rules
 from bot.settings import Settings
@@ -62,8 +64,35 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         return int(run_webhook(app, settings))
     log.info("bot starting (long polling, config %s)", settings.config_path())
-    app.run_polling(timeout=settings.poll_timeout, allowed_updates=["message", "callback_query"])
+    try:
+        asyncio.run(_poll_until_signalled(app, settings.poll_timeout))
+    except TelegramError as exc:
+        return fail(
+            f"Không kết nối được với Telegram Bot API ({settings.bot_api_url}): {exc}. "
+            "Hãy kiểm tra CONTEST_BOT_TOKEN, CONTEST_BOT_API_URL và kết nối mạng.",
+            1,
+        )
     return 0
+
+
+async def _poll_until_signalled(app: Any, poll_timeout: int) -> None:
+    """Long polling until SIGINT or SIGTERM; everything opened is closed on the way out."""
+    from bot.app import close_requests, start, stop
+
+    try:
+        await start(app, poll_timeout=poll_timeout)
+    except BaseException:
+        await close_requests(app)
+        raise
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stopping.set)
+    try:
+        await stopping.wait()
+    finally:
+        log.info("bot stopping")
+        await stop(app)
 
 
 async def _import(kind: str, path: Path, settings: Settings) -> int:

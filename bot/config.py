@@ -45,7 +45,12 @@ def _moment(table: dict[str, Any], section: str, key: str, *, end: bool) -> date
     return moment
 
 
-def _int(table: dict[str, Any], section: str, key: str, default: int, low: int = 1) -> int:
+def _int(
+    table: dict[str, Any], section: str, key: str, default: int | None = None, low: int = 1
+) -> int:
+    """A whole number; required unless a default is given."""
+    if key not in table and default is None:
+        raise ConfigError(f"{section}.{key} is missing")
     value = table.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int) or value < low:
         raise ConfigError(f"{section}.{key} must be a whole number of at least {low}")
@@ -64,41 +69,43 @@ def parse_rules(data: dict[str, Any]) -> ContestRules:
     campaign_t = _table(data, "campaign")
     round1_t = _table(data, "round1")
     round2_t = _table(data, "round2")
-    prizes_t = data.get("prizes", {})
-    if not isinstance(prizes_t, dict):
-        raise ConfigError("[prizes] must be a table")
+    prizes_t = _table(data, "prizes")
 
     campaign = _window(campaign_t, "campaign", "starts", "ends")
     round1 = RoundRules(
         number=1,
         window=_window(round1_t, "round1", "opens", "closes"),
-        questions=_int(round1_t, "round1", "questions", 20),
-        minutes=_int(round1_t, "round1", "minutes", 20),
-        attempts=_int(round1_t, "round1", "attempts", 2),
+        questions=_int(round1_t, "round1", "questions"),
+        minutes=_int(round1_t, "round1", "minutes"),
+        attempts=_int(round1_t, "round1", "attempts"),
     )
-    ratio = round2_t.get("min_ratio", 0.5)
+    if "min_ratio" not in round2_t:
+        raise ConfigError("round2.min_ratio is missing")
+    ratio = round2_t["min_ratio"]
     if isinstance(ratio, bool) or not isinstance(ratio, int | float) or not 0 <= ratio <= 1:
         raise ConfigError("round2.min_ratio must be a number between 0 and 1")
-    venue = round2_t.get("venue", "")
+    if "venue" not in round2_t:
+        raise ConfigError("round2.venue is missing")
+    venue = round2_t["venue"]
     if not isinstance(venue, str):
         raise ConfigError("round2.venue must be text")
     round2 = Round2Rules(
         round=RoundRules(
             number=2,
             window=_window(round2_t, "round2", "opens", "closes"),
-            questions=_int(round2_t, "round2", "questions", 20),
-            minutes=_int(round2_t, "round2", "minutes", 20),
+            questions=_int(round2_t, "round2", "questions"),
+            minutes=_int(round2_t, "round2", "minutes"),
             attempts=_int(round2_t, "round2", "attempts", 1),
         ),
-        qualifiers=_int(round2_t, "round2", "qualifiers", 50),
+        qualifiers=_int(round2_t, "round2", "qualifiers"),
         min_ratio=float(ratio),
         venue=venue,
     )
     prizes = PrizeRules(
-        first=_int(prizes_t, "prizes", "first", 1, low=0),
-        second=_int(prizes_t, "prizes", "second", 2, low=0),
-        third=_int(prizes_t, "prizes", "third", 3, low=0),
-        consolation=_int(prizes_t, "prizes", "consolation", 4, low=0),
+        first=_int(prizes_t, "prizes", "first", low=0),
+        second=_int(prizes_t, "prizes", "second", low=0),
+        third=_int(prizes_t, "prizes", "third", low=0),
+        consolation=_int(prizes_t, "prizes", "consolation", low=0),
     )
     if round2.round.window.opens < round1.window.closes:
         raise ConfigError("round2.opens must not be before round1.closes")

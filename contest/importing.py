@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from contest.errors import ImportProblem, ImportRejected
 from contest.model import UnitKind
+from contest.text import question_key
 
 QUESTION_COLUMNS = ("topic", "question", "a", "b", "c", "answer")
 UNIT_COLUMNS = ("code", "name", "kind", "staff_count")
@@ -74,7 +75,7 @@ def validate_questions(header: Iterable[str], rows: Iterable[Row]) -> list[Quest
         options = (cells["a"], cells["b"], cells["c"])
         if all(options) and len({o.casefold() for o in options}) < 3:
             row_problems.append(ImportProblem(number, "a", "duplicate_options"))
-        key = cells["question"].casefold()
+        key = question_key(cells["question"]) if cells["question"] else ""
         if key and key in seen:
             row_problems.append(
                 ImportProblem(number, "question", "duplicate_question", str(seen[key]))

@@ -51,12 +51,12 @@ def _read_csv(data: bytes) -> Table:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise ImportRejected([ImportProblem(0, "", "not_utf8")]) from None
-    sample = text[:4096]
+    # Only the delimiter is guessed; quoting stays Excel's ("" inside a quoted cell is ").
     try:
-        dialect: type[csv.Dialect] | csv.Dialect = csv.Sniffer().sniff(sample, delimiters=",;\t")
+        delimiter = csv.Sniffer().sniff(text[:4096], delimiters=",;\t").delimiter
     except csv.Error:
-        dialect = csv.excel
-    reader = csv.reader(io.StringIO(text, newline=""), dialect)
+        delimiter = ","
+    reader = csv.reader(io.StringIO(text, newline=""), csv.excel, delimiter=delimiter)
     lines = list(reader)
     if not lines:
         raise ImportRejected([ImportProblem(1, "", "empty_file")])

@@ -164,19 +164,18 @@ class SqlQuestions:
             current = existing.get(key)
             a, b, c = row.options
             if current is None:
-                self.session.add(
-                    m.QuestionRow(
-                        text_key=key,
-                        topic=row.topic,
-                        text=row.text,
-                        option_a=a,
-                        option_b=b,
-                        option_c=c,
-                        answer=row.answer,
-                        active=True,
-                        updated_at=now,
-                    )
+                existing[key] = m.QuestionRow(
+                    text_key=key,
+                    topic=row.topic,
+                    text=row.text,
+                    option_a=a,
+                    option_b=b,
+                    option_c=c,
+                    answer=row.answer,
+                    active=True,
+                    updated_at=now,
                 )
+                self.session.add(existing[key])
                 created += 1
             else:
                 current.topic, current.text = row.topic, row.text
@@ -571,12 +570,14 @@ class SqlOutbox:
     async def claim(
         self, now: datetime, lease_seconds: float, limit: int, owner: str
     ) -> list[Notification]:
+        # On PostgreSQL concurrent claimers skip each other's rows instead of queueing.
         rows = list(
             await self.session.scalars(
                 select(m.OutboxRow)
                 .where(self._claimable(now))
                 .order_by(m.OutboxRow.id)
                 .limit(limit)
+                .with_for_update(skip_locked=True)
             )
         )
         claimed: list[Notification] = []
