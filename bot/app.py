@@ -32,8 +32,8 @@ RUNTIME_KEY = "contest_runtime"
 COMMANDS = [
     BotCommand("start", "Giới thiệu cuộc thi"),
     BotCommand("dangky", "Đăng ký dự thi"),
-    BotCommand("thi", "Vào thi"),
-    BotCommand("ketqua", "Xem kết quả"),
+    BotCommand("thi", "Vào thi vòng 1"),
+    BotCommand("ketqua", "Xem kết quả thi"),
     BotCommand("hoso", "Xem hồ sơ dự thi"),
     BotCommand("thele", "Thể lệ cuộc thi"),
     BotCommand("huongdan", "Hướng dẫn dự thi"),

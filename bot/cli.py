@@ -167,21 +167,25 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="contest-bot", description=__doc__)
+    p = argparse.ArgumentParser(
+        prog="contest-bot", description="Bot Cuộc thi tìm hiểu công tác cải cách hành chính"
+    )
     p.add_argument("--log-level", default="INFO")
     sub = p.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="run the bot (long polling, or --webhook)")
-    run.add_argument("--webhook", action="store_true", help="serve a webhook instead of polling")
+    run = sub.add_parser("run", help="chạy bot (long polling, hoặc --webhook)")
+    run.add_argument(
+        "--webhook", action="store_true", help="nhận cập nhật qua webhook thay cho long polling"
+    )
     run.set_defaults(func=cmd_run)
-    iq = sub.add_parser("import-questions", help="import the question bank (CSV or XLSX)")
+    iq = sub.add_parser("import-questions", help="nhập ngân hàng câu hỏi (CSV hoặc XLSX)")
     iq.add_argument("file", type=Path)
     iq.set_defaults(func=cmd_import_questions)
-    iu = sub.add_parser("import-units", help="import the units (CSV or XLSX)")
+    iu = sub.add_parser("import-units", help="nhập danh sách đơn vị (CSV hoặc XLSX)")
     iu.add_argument("file", type=Path)
     iu.set_defaults(func=cmd_import_units)
-    mg = sub.add_parser("migrate", help="bring the database schema up to date")
+    mg = sub.add_parser("migrate", help="cập nhật cấu trúc cơ sở dữ liệu")
     mg.set_defaults(func=cmd_migrate)
-    bench = sub.add_parser("bench", help="run the benchmark (see bench --help)", add_help=False)
+    bench = sub.add_parser("bench", help="đo hiệu năng (xem bench --help)", add_help=False)
     bench.add_argument("bench_args", nargs=argparse.REMAINDER)
     bench.set_defaults(func=cmd_bench)
     return p
@@ -194,7 +198,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except ValidationError as exc:
-        return fail(f"Lỗi biến môi trường: {exc}")
+        return fail(
+            f"Lỗi biến môi trường: {exc.error_count()} giá trị không hợp lệ: "
+            + ", ".join("CONTEST_" + str(e["loc"][0]).upper() for e in exc.errors())
+        )
 
 
 if __name__ == "__main__":

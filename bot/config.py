@@ -24,7 +24,7 @@ class ConfigError(Exception):
 def _table(data: dict[str, Any], name: str) -> dict[str, Any]:
     value = data.get(name)
     if not isinstance(value, dict):
-        raise ConfigError(f"[{name}] is missing")
+        raise ConfigError(f"thiếu bảng [{name}]")
     return value
 
 
@@ -32,14 +32,16 @@ def _moment(table: dict[str, Any], section: str, key: str, *, end: bool) -> date
     """A local date-time; a bare date means the start of that day (or, for an end, the
     whole of that day: the window closes at the next midnight)."""
     if key not in table:
-        raise ConfigError(f"{section}.{key} is missing")
+        raise ConfigError(f"thiếu giá trị {section}.{key}")
     value = table[key]
     if isinstance(value, datetime):
         moment = value
     elif isinstance(value, date):
         moment = datetime.combine(value + timedelta(days=1) if end else value, time())
     else:
-        raise ConfigError(f"{section}.{key} must be a date or date-time, got {value!r}")
+        raise ConfigError(
+            f"{section}.{key} phải là ngày hoặc ngày giờ (ví dụ 2024-08-01), không phải {value!r}"
+        )
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=LOCAL_TZ)
     return moment
@@ -50,10 +52,10 @@ def _int(
 ) -> int:
     """A whole number; required unless a default is given."""
     if key not in table and default is None:
-        raise ConfigError(f"{section}.{key} is missing")
+        raise ConfigError(f"thiếu giá trị {section}.{key}")
     value = table.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ConfigError(f"{section}.{key} must be a whole number of at least {low}")
+        raise ConfigError(f"{section}.{key} phải là số nguyên, nhỏ nhất là {low}")
     return value
 
 
@@ -61,7 +63,7 @@ def _window(table: dict[str, Any], section: str, start: str, stop: str) -> Windo
     opens = _moment(table, section, start, end=False)
     closes = _moment(table, section, stop, end=True)
     if closes <= opens:
-        raise ConfigError(f"{section}.{stop} must be after {section}.{start}")
+        raise ConfigError(f"{section}.{stop} phải sau {section}.{start}")
     return Window(opens, closes)
 
 
@@ -80,15 +82,15 @@ def parse_rules(data: dict[str, Any]) -> ContestRules:
         attempts=_int(round1_t, "round1", "attempts"),
     )
     if "min_ratio" not in round2_t:
-        raise ConfigError("round2.min_ratio is missing")
+        raise ConfigError("thiếu giá trị round2.min_ratio")
     ratio = round2_t["min_ratio"]
     if isinstance(ratio, bool) or not isinstance(ratio, int | float) or not 0 <= ratio <= 1:
-        raise ConfigError("round2.min_ratio must be a number between 0 and 1")
+        raise ConfigError("round2.min_ratio phải là số từ 0 đến 1")
     if "venue" not in round2_t:
-        raise ConfigError("round2.venue is missing")
+        raise ConfigError('thiếu giá trị round2.venue (để trống "" nếu chưa có)')
     venue = round2_t["venue"]
     if not isinstance(venue, str):
-        raise ConfigError("round2.venue must be text")
+        raise ConfigError("round2.venue phải là văn bản")
     round2 = Round2Rules(
         round=RoundRules(
             number=2,
@@ -106,9 +108,13 @@ def parse_rules(data: dict[str, Any]) -> ContestRules:
         second=_int(prizes_t, "prizes", "second", low=0),
         third=_int(prizes_t, "prizes", "third", low=0),
         consolation=_int(prizes_t, "prizes", "consolation", low=0),
+        first_amount=_int(prizes_t, "prizes", "first_amount", 3_000_000, low=0),
+        second_amount=_int(prizes_t, "prizes", "second_amount", 2_000_000, low=0),
+        third_amount=_int(prizes_t, "prizes", "third_amount", 1_000_000, low=0),
+        consolation_amount=_int(prizes_t, "prizes", "consolation_amount", 500_000, low=0),
     )
     if round2.round.window.opens < round1.window.closes:
-        raise ConfigError("round2.opens must not be before round1.closes")
+        raise ConfigError("round2.opens không được trước round1.closes")
     return ContestRules(campaign=campaign, round1=round1, round2=round2, prizes=prizes)
 
 
@@ -116,7 +122,7 @@ def load_rules(path: Path) -> ContestRules:
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ConfigError(f"contest file {path} not found (set CONTEST_CONFIG)") from None
+        raise ConfigError(f"không tìm thấy tệp cấu hình {path} (đặt biến CONTEST_CONFIG)") from None
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"contest file {path} cannot be read: {exc}") from None
+        raise ConfigError(f"không đọc được tệp cấu hình {path}: {exc}") from None
     return parse_rules(data)

@@ -109,7 +109,7 @@ def check_config(settings: Settings) -> WebhookConfig:
     secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else ""
     if not secret:
         raise WebhookConfigError(
-            "Chưa có khoá bí mật của webhook: hãy đặt biến môi trường CONTEST_WEBHOOK_SECRET "
+            "Chưa có khóa bí mật của webhook: hãy đặt biến môi trường CONTEST_WEBHOOK_SECRET "
             "(1–256 ký tự, chỉ gồm A-Z, a-z, 0-9, _ và -)."
         )
     if not SECRET_PATTERN.fullmatch(secret):

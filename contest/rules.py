@@ -60,10 +60,16 @@ class Round2Rules:
 
 @dataclass(frozen=True)
 class PrizeRules:
+    """How many prizes of each rank, and each prize's amount in đồng (the plan's values)."""
+
     first: int = 1
     second: int = 2
     third: int = 3
     consolation: int = 4
+    first_amount: int = 3_000_000
+    second_amount: int = 2_000_000
+    third_amount: int = 1_000_000
+    consolation_amount: int = 500_000
 
     @property
     def total(self) -> int:

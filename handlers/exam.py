@@ -40,7 +40,10 @@ async def exam(update: Update, context: Context) -> None:
     elif status.state is ExamState.CLOSED:
         text = texts.round_closed(rules)
         if status.best is not None:
-            text += f"\nKết quả được công nhận: {texts.best_line(status.best)}."
+            text += (
+                f"\nKết quả được công nhận: {texts.best_line(status.best)} "
+                f"(lần thi {status.best.number})."
+            )
         await reply(update, text)
     elif status.state is ExamState.NO_ATTEMPTS_LEFT:
         await reply(update, texts.no_attempts_left(rules, status.best))

@@ -92,7 +92,15 @@ def _short(name: str, limit: int = 60) -> str:
 def units(page: UnitPage, *, ward: bool) -> InlineKeyboardMarkup:
     """A page of units to pick from: the residence ward of a citizen, or a staff unit."""
     action = "ward" if ward else "unit"
-    rows = [[Button(_short(u.name), callback_data=encode("r", action, u.id))] for u in page.units]
+    rows = [
+        [
+            Button(
+                _short(texts.ward_name(u) if ward else u.name),
+                callback_data=encode("r", action, u.id),
+            )
+        ]
+        for u in page.units
+    ]
     query = fold(page.query or "")[:30]
     nav = []
     if page.page > 0:
@@ -105,6 +113,8 @@ def units(page: UnitPage, *, ward: bool) -> InlineKeyboardMarkup:
         )
     if nav:
         rows.append(nav)
+    if page.query:
+        rows.append([Button("📋 Xem toàn bộ danh sách", callback_data="r:page:0|")])
     if not ward:
         rows.append([Button("↩️ Chọn khối khác", callback_data="r:back")])
     return InlineKeyboardMarkup(rows)

@@ -130,7 +130,7 @@ async def on_button(update: Update, context: Context) -> None:
         if action == "confirm":
             person = await service.confirm_registration(uid)
             await answer_query(query)
-            await edit(query, texts.registered(person.full_name))
+            await edit(query, texts.registered(person.full_name, deps(context).rules.round1))
             return
         view = await _apply_button(uid, action, argument, context)
     except BadCallback:
@@ -144,7 +144,8 @@ async def on_button(update: Update, context: Context) -> None:
     # Keep the answered question visible, without its buttons, then ask the next one.
     message = query.message
     if message is not None and hasattr(message, "text_html") and action != "edit":
-        await edit(query, message.text_html + f"\n\n➡️ {_chosen_label(action, argument)}")
+        chosen = _pressed_label(message, query.data) or _chosen_label(action, argument)
+        await edit(query, message.text_html + f"\n\n➡️ {texts.h(chosen)}")
     await send_prompt(update, view)
 
 
@@ -172,6 +173,16 @@ async def _apply_button(uid: int, action: str, argument: str, context: Context) 
             raise
         raise BadCallback(argument) from None
     raise BadCallback(action)
+
+
+def _pressed_label(message: object, data: str) -> str | None:
+    """The text of the button that was pressed (e.g. the unit's name)."""
+    markup = getattr(message, "reply_markup", None)
+    for row in getattr(markup, "inline_keyboard", ()):
+        for button in row:
+            if button.callback_data == data:
+                return str(button.text)
+    return None
 
 
 def _chosen_label(action: str, argument: str) -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from datetime import date, datetime
+from datetime import date, datetime, time, timedelta
 from html import escape
 
 from contest.errors import ImportProblem
@@ -27,7 +27,7 @@ BTN_STAFF = "Công chức, viên chức, người lao động"
 BTN_PREV = "◀️ Trang trước"
 BTN_NEXT = "Trang sau ▶️"
 BTN_CONFIRM = "✅ Xác nhận đăng ký"
-BTN_START_EXAM = "▶️ Bắt đầu"
+BTN_START_EXAM = "▶️ Bắt đầu làm bài"
 BTN_EXAM = "📝 Vào thi"
 
 KIND_NAMES = {
@@ -64,8 +64,28 @@ def fmt_date(day: date) -> str:
     return day.strftime("%d/%m/%Y")
 
 
+def fmt_range(opens: datetime, closes: datetime) -> str:
+    """'từ ngày 01/08/2024 đến hết ngày 15/08/2024'; exact times only where they matter."""
+    start, end = to_local(opens), to_local(closes)
+    first = f"ngày {start:%d/%m/%Y}" if start.time() == time() else fmt_dt(opens)
+    if end.time() == time():
+        last = f"hết ngày {(end - timedelta(days=1)):%d/%m/%Y}"
+    else:
+        last = fmt_dt(closes)
+    return f"từ {first} đến {last}"
+
+
 def fmt_window(rules: RoundRules) -> str:
-    return f"từ {fmt_dt(rules.window.opens)} đến {fmt_dt(rules.window.closes)}"
+    return fmt_range(rules.window.opens, rules.window.closes)
+
+
+def fmt_money(amount: int) -> str:
+    return f"{amount:,}".replace(",", ".") + " đồng"
+
+
+def ward_name(unit: Unit) -> str:
+    """A citizen lives in "phường Kim Liên", not in its People's Committee."""
+    return unit.name[5:] if unit.name.startswith("UBND ") else unit.name
 
 
 def fmt_duration(seconds: float) -> str:
@@ -91,8 +111,9 @@ def welcome(first_name: str, registered: bool, rules: ContestRules) -> str:
     lines = [
         f"Xin chào <b>{h(first_name)}</b>!",
         "",
-        "Đây là bot của Cuộc thi trực tuyến <b>«Tìm hiểu công tác cải cách hành chính»</b> "
-        "trên địa bàn quận Đống Đa do UBND quận Đống Đa tổ chức.",
+        "Đây là kênh dự thi trên Telegram của Cuộc thi trực tuyến <b>“Tìm hiểu công tác cải "
+        "cách hành chính trên địa bàn quận Đống Đa năm "
+        f"{to_local(r1.window.opens).year}”</b> do UBND quận Đống Đa tổ chức.",
         "",
         f"• Thời gian thi vòng 1: {fmt_window(r1)}.",
         f"• Mỗi lần thi có {r1.questions} câu hỏi trắc nghiệm, chọn đáp án đúng A, B hoặc C, "
@@ -108,7 +129,7 @@ def welcome(first_name: str, registered: bool, rules: ContestRules) -> str:
             "Bạn đã đăng ký. Gõ /thi để vào thi, /ketqua để xem kết quả, /hoso để xem hồ sơ."
         )
     else:
-        lines.append("Để dự thi, bạn cần đăng ký một lần. Bấm «Đăng ký dự thi» để bắt đầu.")
+        lines.append("Để dự thi, bạn cần đăng ký một lần. Bấm “Đăng ký dự thi” để bắt đầu.")
     return "\n".join(lines)
 
 
@@ -119,15 +140,21 @@ def rules_text(rules: ContestRules) -> str:
             "<b>📜 THỂ LỆ CUỘC THI</b>",
             "",
             "<b>Đối tượng dự thi</b>",
-            "• Bắt buộc: cán bộ, công chức, viên chức, người lao động của các phòng ban "
-            "chuyên môn, đơn vị sự nghiệp, UBND 21 phường và khối Giáo dục. Mỗi đơn vị có "
-            f"tối thiểu {rules.quota.min_leaders:02d} lãnh đạo và tối thiểu "
-            f"{int(rules.quota.min_staff_ratio * 100)}% công chức, viên chức tham gia.",
+            "• Bắt buộc: lãnh đạo, công chức, viên chức của các phòng, ban chuyên môn, đơn vị "
+            "sự nghiệp, UBND 21 phường và khối Giáo dục. Mỗi đơn vị có tối thiểu "
+            f"{rules.quota.min_leaders:02d} lãnh đạo đơn vị và tối thiểu "
+            f"{int(rules.quota.min_staff_ratio * 100)}% công chức, viên chức của đơn vị "
+            "tham gia.",
             f"• Khuyến khích: công dân Việt Nam từ đủ {rules.min_age} tuổi trở lên đang sinh "
             "sống, công tác, học tập trên địa bàn quận Đống Đa.",
             "",
+            "<b>Nội dung thi</b>",
+            "• Chủ trương, chính sách của Đảng, Nhà nước và UBND Quận liên quan đến công tác "
+            "cải cách hành chính nhà nước.",
+            "• Các chỉ số liên quan đến cải cách hành chính của Quận.",
+            "",
             "<b>Thời gian</b>",
-            f"• Phát động: {fmt_window_plain(rules.campaign.opens, rules.campaign.closes)}.",
+            f"• Phát động: {fmt_range(rules.campaign.opens, rules.campaign.closes)}.",
             f"• Thi vòng 1: {fmt_window(r1)}.",
             "",
             "<b>Vòng 1</b>",
@@ -138,20 +165,20 @@ def rules_text(rules: ContestRules) -> str:
             "đúng nhiều nhất, nếu bằng nhau thì lần có thời gian ngắn hơn.",
             "",
             "<b>Vòng 2</b>",
-            f"• {r2.qualifiers} thí sinh có điểm cao nhất vòng 1, trả lời đúng từ "
-            f"{int(r2.min_ratio * 100)}% trở lên, thi tập trung"
+            f"• {r2.qualifiers} thí sinh có kết quả cao nhất vòng 1, trả lời đúng từ "
+            f"{int(r2.min_ratio * 100)}% trở lên, thi trắc nghiệm tập trung"
             + (f" tại {h(r2.venue)}" if r2.venue else "")
-            + f"; vòng 2 có {r2.round.attempts} lượt làm bài.",
+            + f" ({fmt_range(r2.round.window.opens, r2.round.window.closes)}); vòng 2 có "
+            f"{r2.round.attempts:02d} lượt làm bài.",
             "",
             "<b>Giải thưởng</b>",
-            f"• {p.first:02d} giải Nhất, {p.second:02d} giải Nhì, {p.third:02d} giải Ba, "
-            f"{p.consolation:02d} giải Khuyến khích.",
+            f"• Giải Nhất: {p.first:02d} giải, mỗi giải {fmt_money(p.first_amount)}.",
+            f"• Giải Nhì: {p.second:02d} giải, mỗi giải {fmt_money(p.second_amount)}.",
+            f"• Giải Ba: {p.third:02d} giải, mỗi giải {fmt_money(p.third_amount)}.",
+            f"• Giải Khuyến khích: {p.consolation:02d} giải, mỗi giải "
+            f"{fmt_money(p.consolation_amount)}.",
         ]
     )
-
-
-def fmt_window_plain(opens: datetime, closes: datetime) -> str:
-    return f"từ {fmt_dt(opens)} đến {fmt_dt(closes)}"
 
 
 def guide_text() -> str:
@@ -159,15 +186,20 @@ def guide_text() -> str:
         [
             "<b>❓ HƯỚNG DẪN DỰ THI</b>",
             "",
-            "1. Bấm «Đăng ký dự thi» (hoặc gõ /dangky) và làm theo từng bước: đồng ý xử lý "
+            "1. Bấm “Đăng ký dự thi” (hoặc gõ /dangky) và làm theo từng bước: đồng ý xử lý "
             "dữ liệu cá nhân, nhập họ tên, ngày sinh, chia sẻ số điện thoại của bạn, chọn "
-            "đối tượng và đơn vị.",
-            "2. Gõ /thi rồi bấm «Bắt đầu». Mỗi câu hỏi hiện trong cùng một tin nhắn; bấm "
-            "A, B hoặc C để trả lời. Đáp án đã chọn được lưu ngay và không sửa được.",
-            "3. Thời gian còn lại hiện trên mỗi câu hỏi; bot nhắc khi còn 5 phút và 1 phút.",
+            "đối tượng dự thi, rồi chọn đơn vị công tác và chức vụ (cán bộ, công chức, viên "
+            "chức) hoặc phường (công dân).",
+            "2. Mỗi lần thi có 20 câu, làm trong 20 phút; mỗi người được thi 2 lần. Gõ /thi rồi "
+            "bấm “Bắt đầu làm bài”. Các câu hỏi lần lượt hiện trong cùng một tin nhắn; bấm A, B "
+            "hoặc C để trả lời. Đáp án đã chọn được lưu ngay, không sửa được.",
+            "3. Thời gian vẫn tính khi bạn rời khỏi bài thi; gõ /thi để làm tiếp bài đang dở. "
+            "Thời gian còn lại ghi trên mỗi câu hỏi (tính tại lúc câu hiện ra); hệ thống nhắc "
+            "khi còn 5 phút và 1 phút.",
             "4. Gõ /ketqua để xem kết quả các lần thi, /hoso để xem hồ sơ đăng ký.",
             "",
-            "Các lệnh: /start, /dangky, /thi, /ketqua, /hoso, /thele, /huongdan.",
+            COMMANDS,
+            SUPPORT,
         ]
     )
 
@@ -175,41 +207,53 @@ def guide_text() -> str:
 # ------------------------------------------------------------------ registration prompts
 
 
+SUPPORT = "Nếu cần hỗ trợ, vui lòng liên hệ Ban Tổ chức (Phòng Nội vụ quận Đống Đa)."
+COMMANDS = (
+    "Các lệnh: /dangky – đăng ký; /thi – vào thi; /ketqua – xem kết quả; /hoso – xem hồ sơ; "
+    "/thele – thể lệ; /huongdan – hướng dẫn."
+)
+
 CONSENT = (
     "<b>📝 ĐĂNG KÝ DỰ THI</b>\n\n"
     "Để đăng ký, Ban Tổ chức cần thu thập và xử lý các dữ liệu cá nhân sau: họ và tên, "
     "ngày sinh, số điện thoại, đơn vị công tác và chức vụ (đối với cán bộ, công chức, "
     "viên chức) hoặc phường nơi sinh sống, công tác, học tập (đối với công dân).\n\n"
     "Dữ liệu chỉ được dùng để tổ chức cuộc thi, thống kê kết quả theo đơn vị và liên hệ "
-    "trao giải; chỉ Ban Tổ chức được xem, theo Nghị định 13/2023/NĐ-CP về bảo vệ dữ liệu "
-    "cá nhân.\n\n"
-    "Bấm «Tôi đồng ý» nếu bạn đồng ý."
+    "trao giải; chỉ Ban Tổ chức được xem, theo Nghị định số 13/2023/NĐ-CP ngày 17/4/2023 "
+    "của Chính phủ về bảo vệ dữ liệu cá nhân.\n\n"
+    "Nếu đồng ý, vui lòng bấm “Tôi đồng ý”. Nếu không đồng ý, bạn không cần làm gì thêm."
 )
 ASK_NAME = "Bước 1/5. Vui lòng nhập <b>họ và tên</b> đầy đủ của bạn (có dấu), ví dụ: Nguyễn Văn An."
 ASK_BIRTH_DATE = (
     "Bước 2/5. Vui lòng nhập <b>ngày sinh</b> theo dạng ngày/tháng/năm, ví dụ: 25/03/1990."
 )
 ASK_PHONE = (
-    "Bước 3/5. Vui lòng bấm nút <b>«Chia sẻ số điện thoại»</b> bên dưới để xác thực số điện "
-    "thoại của tài khoản Telegram này."
+    "Bước 3/5. Vui lòng bấm nút <b>“Chia sẻ số điện thoại”</b> bên dưới để xác thực số điện "
+    "thoại của tài khoản Telegram này. Nếu không thấy nút, hãy bấm biểu tượng bàn phím ⌨️ "
+    "cạnh ô nhập tin nhắn."
 )
 ASK_GROUP = "Bước 4/5. Bạn tham gia với tư cách nào?"
 ASK_UNIT_KIND = "Bước 5/5. Đơn vị công tác của bạn thuộc khối nào?"
-ASK_POSITION = "Chức vụ của bạn tại đơn vị?"
+ASK_POSITION = "Bước 5/5 (tiếp). Vui lòng chọn <b>chức vụ</b> của bạn tại đơn vị:"
 
 
 def ask_unit(page: UnitPage, *, ward: bool) -> str:
     head = (
         "Bước 5/5. Chọn <b>phường</b> nơi bạn sinh sống, công tác hoặc học tập"
         if ward
-        else f"Chọn <b>đơn vị</b> công tác của bạn ({KIND_NAMES[page.kind]})"
+        else f"Bước 5/5 (tiếp). Chọn <b>đơn vị</b> công tác của bạn ({KIND_NAMES[page.kind]})"
     )
     lines = [head + f" — trang {page.page + 1}/{page.pages}."]
     if page.query:
-        lines.append(f"Kết quả tìm kiếm cho «{h(page.query)}».")
+        lines.append(f"Kết quả tìm kiếm cho “{h(page.query)}”.")
     if not page.units:
-        lines.append("Không tìm thấy đơn vị phù hợp. Hãy gõ lại từ khóa khác.")
-    lines.append("Bạn cũng có thể gõ một phần tên để tìm nhanh.")
+        what = "phường" if ward else "đơn vị"
+        lines.append(
+            f"Không tìm thấy {what} phù hợp. Vui lòng gõ từ khóa khác, ví dụ một phần tên "
+            f"{what}, hoặc bấm “Xem toàn bộ danh sách”."
+        )
+    else:
+        lines.append("Bạn cũng có thể gõ một phần tên để tìm nhanh.")
     return "\n".join(lines)
 
 
@@ -226,14 +270,15 @@ def summary(draft: Draft, unit: Unit | None, ward: Unit | None) -> str:
         lines.append(f"• Đơn vị: {h(unit.name) if unit else ''}")
         lines.append(f"• Chức vụ: {POSITION_NAMES[draft.position] if draft.position else ''}")
     elif draft.group is Group.CITIZEN:
-        lines.append(f"• Phường: {h(ward.name) if ward else ''}")
-    lines += ["", "Nếu đúng, bấm «Xác nhận đăng ký». Nếu cần sửa, bấm nút tương ứng."]
+        lines.append(f"• Phường: {h(ward_name(ward)) if ward else ''}")
+    lines += ["", "Nếu đúng, bấm “Xác nhận đăng ký”. Nếu cần sửa, bấm nút tương ứng."]
     return "\n".join(lines)
 
 
-def registered(name: str) -> str:
+def registered(name: str, rules: RoundRules) -> str:
     return (
-        f"🎉 Chúc mừng <b>{h(name)}</b> đã đăng ký dự thi thành công!\n\n"
+        f"🎉 <b>{h(name)}</b> đã đăng ký dự thi thành công!\n\n"
+        f"Thời gian thi vòng {rules.number}: {fmt_window(rules)}. "
         "Gõ /thi để vào thi, /hoso để xem hồ sơ."
     )
 
@@ -252,13 +297,13 @@ def profile_text(profile: Profile) -> str:
         lines.append(f"• Đơn vị: {h(profile.unit.name) if profile.unit else ''}")
         lines.append(f"• Chức vụ: {POSITION_NAMES[person.position] if person.position else ''}")
     else:
-        lines.append(f"• Phường: {h(profile.ward.name) if profile.ward else ''}")
+        lines.append(f"• Phường: {h(ward_name(profile.ward)) if profile.ward else ''}")
     lines.append(f"• Ngày đăng ký: {fmt_dt(person.registered_at)}")
     return "\n".join(lines)
 
 
 NOT_REGISTERED = "Bạn chưa đăng ký dự thi. Gõ /dangky để đăng ký."
-ALREADY_REGISTERED = "Bạn đã đăng ký dự thi rồi. Gõ /hoso để xem hồ sơ, /thi để vào thi."
+ALREADY_REGISTERED = "Bạn đã đăng ký dự thi. Gõ /hoso để xem hồ sơ, /thi để vào thi."
 
 
 # ------------------------------------------------------------------ exam
@@ -270,14 +315,15 @@ def exam_intro(rules: RoundRules, used: int, best: AttemptResult | None) -> str:
         f"<b>📝 VÒNG {rules.number}</b>",
         "",
         f"• Mỗi lần thi có {rules.questions} câu hỏi, chọn đáp án đúng A, B hoặc C.",
-        f"• Thời gian làm bài: {rules.minutes} phút, tính từ khi bấm «Bắt đầu». Hết giờ, "
-        "bài được nộp tự động; câu chưa trả lời tính là sai.",
-        "• Mỗi câu chỉ được chọn một lần.",
-        f"• Bạn còn <b>{left}/{rules.attempts}</b> lượt thi.",
+        f"• Thời gian làm bài: {rules.minutes} phút, tính từ khi bấm “Bắt đầu làm bài”. Hết "
+        "giờ, bài được nộp tự động; câu chưa trả lời tính là sai.",
+        "• Mỗi câu chỉ chọn đáp án một lần, không sửa lại được. Nếu bị gián đoạn, gõ /thi để "
+        "làm tiếp (thời gian vẫn tính).",
+        f"• Bạn còn <b>{left}/{rules.attempts}</b> lần thi.",
     ]
     if best is not None:
-        lines.append(f"• Kết quả tốt nhất hiện tại: {best_line(best)}.")
-    lines += ["", "Bấm «Bắt đầu» khi bạn đã sẵn sàng."]
+        lines.append(f"• Kết quả được công nhận hiện tại: {best_line(best)}.")
+    lines += ["", "Bấm “Bắt đầu làm bài” khi bạn đã sẵn sàng."]
     return "\n".join(lines)
 
 
@@ -319,9 +365,9 @@ def attempt_done(summary: AttemptSummary, *, expired: bool) -> str:
         f"Kết quả được công nhận: {best_line(summary.best)} (lần thi {summary.best.number}).",
     ]
     if summary.attempts_left:
-        lines.append(f"Bạn còn {summary.attempts_left} lượt thi. Gõ /thi để thi lần tiếp theo.")
+        lines.append(f"Bạn còn {summary.attempts_left} lần thi. Gõ /thi để thi lần tiếp theo.")
     else:
-        lines.append("Bạn đã dùng hết lượt thi. Gõ /ketqua để xem lại kết quả.")
+        lines.append("Bạn đã thi đủ số lần cho phép. Gõ /ketqua để xem lại kết quả.")
     return "\n".join(lines)
 
 
@@ -331,19 +377,28 @@ def card_closed() -> str:
 
 def warning(seconds_left: float) -> str:
     minutes = max(1, math.ceil(seconds_left / 60))
-    return f"⏰ Bài thi của bạn còn khoảng <b>{minutes} phút</b>. Hãy nhanh tay hoàn thành!"
+    return (
+        f"⏰ Bài thi của bạn còn khoảng <b>{minutes} phút</b>. Vui lòng hoàn thành bài thi "
+        "trước khi hết giờ."
+    )
 
 
 def round_not_open(rules: RoundRules) -> str:
-    return f"Vòng {rules.number} chưa mở. Thời gian thi: {fmt_window(rules)}."
+    return (
+        f"Vòng {rules.number} chưa mở. Thời gian thi: {fmt_window(rules)}. "
+        "Vui lòng quay lại khi vòng thi mở."
+    )
 
 
 def round_closed(rules: RoundRules) -> str:
-    return f"Vòng {rules.number} đã kết thúc (thời gian thi: {fmt_window(rules)})."
+    return (
+        f"Vòng {rules.number} đã kết thúc (thời gian thi: {fmt_window(rules)}). "
+        "Gõ /ketqua để xem kết quả."
+    )
 
 
 def no_attempts_left(rules: RoundRules, best: AttemptResult | None) -> str:
-    text = f"Bạn đã dùng hết {rules.attempts} lượt thi vòng {rules.number}."
+    text = f"Bạn đã thi đủ {rules.attempts} lần của vòng {rules.number}."
     if best is not None:
         text += f"\nKết quả được công nhận: {best_line(best)} (lần thi {best.number})."
     return text
@@ -354,26 +409,28 @@ def results_text(view: ResultsView, rules: RoundRules) -> str:
         text = f"Bạn chưa có lần thi nào hoàn thành ở vòng {rules.number}."
         if view.in_progress:
             text += " Bạn đang có một bài thi dở dang: gõ /thi để làm tiếp."
+        else:
+            text += " Gõ /thi để vào thi."
         return text
     lines = [f"<b>📊 KẾT QUẢ VÒNG {rules.number}</b>", ""]
     for result in view.results:
         mark = " ⭐" if view.best and result.attempt_id == view.best.attempt_id else ""
-        how = " (hết giờ)" if result.status.value == "expired" else ""
+        how = " (nộp tự động khi hết giờ)" if result.status.value == "expired" else ""
         lines.append(
-            f"• Lần {result.number}: {result.correct}/{result.total} câu đúng, "
-            f"{fmt_duration(result.duration_seconds)}{how}, nộp lúc "
+            f"• Lần thi {result.number}: {result.correct}/{result.total} câu đúng, thời gian "
+            f"làm bài {fmt_duration(result.duration_seconds)}{how}, nộp lúc "
             f"{fmt_dt(result.finished_at)}{mark}"
         )
     if view.best is not None:
         lines += [
             "",
-            f"⭐ Kết quả được công nhận: {best_line(view.best)} (lần {view.best.number}).",
+            f"⭐ Kết quả được công nhận: {best_line(view.best)} (lần thi {view.best.number}).",
         ]
     left = view.attempts_allowed - len(view.results) - (1 if view.in_progress else 0)
     if view.in_progress:
         lines.append("Bạn đang có một bài thi dở dang: gõ /thi để làm tiếp.")
     elif left > 0:
-        lines.append(f"Bạn còn {left} lượt thi.")
+        lines.append(f"Bạn còn {left} lần thi. Gõ /thi để thi tiếp.")
     return "\n".join(lines)
 
 
@@ -390,25 +447,26 @@ ERRORS: dict[str, str] = {
     "citizen_under_age": "Rất tiếc, cuộc thi dành cho công dân từ đủ {min_age} tuổi trở lên. "
     "Nếu bạn là cán bộ, công chức, viên chức, vui lòng chọn đúng đối tượng.",
     "contact_not_own": "Đây không phải số điện thoại của tài khoản Telegram này. Vui lòng bấm "
-    "nút «Chia sẻ số điện thoại» để gửi số của chính bạn.",
-    "phone_invalid": "Số điện thoại không hợp lệ.",
+    "nút “Chia sẻ số điện thoại” để gửi số của chính bạn.",
+    "phone_invalid": "Số điện thoại không hợp lệ. Vui lòng bấm nút “Chia sẻ số điện thoại” để "
+    "gửi lại.",
     "phone_taken": "Số điện thoại này đã được dùng để đăng ký một tài khoản khác. Mỗi thí sinh "
-    "chỉ đăng ký 01 tài khoản.",
+    "chỉ đăng ký 01 tài khoản. " + SUPPORT,
     "unit_unknown": "Đơn vị không hợp lệ. Vui lòng chọn lại trong danh sách.",
     "already_registered": ALREADY_REGISTERED,
     "no_registration": "Bạn chưa bắt đầu đăng ký. Gõ /dangky để đăng ký.",
-    "wrong_step": "Nút này không còn hiệu lực.",
+    "wrong_step": "Nút này không còn hiệu lực. Vui lòng dùng tin nhắn mới nhất.",
     "not_registered": NOT_REGISTERED,
-    "no_attempts_left": "Bạn đã dùng hết lượt thi.",
-    "round_not_open": "Vòng thi chưa mở.",
-    "round_closed": "Vòng thi đã kết thúc.",
-    "bank_too_small": "Ngân hàng câu hỏi chưa sẵn sàng. Vui lòng quay lại sau.",
+    "no_attempts_left": "Bạn đã thi đủ số lần cho phép. Gõ /ketqua để xem kết quả.",
+    "round_not_open": "Vòng thi chưa mở. Gõ /thele để xem thời gian thi.",
+    "round_closed": "Vòng thi đã kết thúc. Gõ /ketqua để xem kết quả.",
+    "bank_too_small": "Đề thi đang được chuẩn bị. Vui lòng quay lại sau hoặc liên hệ Ban Tổ chức.",
     "stale_question": "Câu hỏi này đã được trả lời hoặc không còn hiệu lực.",
     "foreign_attempt": "Nút này không thuộc bài thi của bạn.",
     "attempt_finished": "Bài thi này đã kết thúc.",
-    "bad_button": "Nút này không còn hiệu lực.",
+    "bad_button": "Nút này không còn hiệu lực. Vui lòng dùng tin nhắn mới nhất.",
     "use_buttons": "Vui lòng chọn bằng các nút bên dưới tin nhắn.",
-    "use_phone_button": "Vui lòng không gõ số điện thoại: hãy bấm nút «Chia sẻ số điện thoại» "
+    "use_phone_button": "Vui lòng không gõ số điện thoại: hãy bấm nút “Chia sẻ số điện thoại” "
     "ở bàn phím bên dưới để xác thực.",
 }
 
@@ -423,15 +481,13 @@ def error(code: str, **params: object) -> str:
 
 USE_BUTTONS = "Vui lòng chọn bằng các nút bên dưới tin nhắn."
 USE_PHONE_BUTTON = (
-    "Vui lòng không gõ số điện thoại: hãy bấm nút «Chia sẻ số điện thoại» ở bàn phím bên "
+    "Vui lòng không gõ số điện thoại: hãy bấm nút “Chia sẻ số điện thoại” ở bàn phím bên "
     "dưới để xác thực."
 )
 USE_ANSWER_BUTTONS = "Vui lòng chọn đáp án bằng các nút A, B, C dưới câu hỏi."
-UNKNOWN_COMMAND = (
-    "Lệnh không hợp lệ. Các lệnh: /start, /dangky, /thi, /ketqua, /hoso, /thele, /huongdan."
-)
-ONLY_TEXT = "Bot chỉ nhận tin nhắn văn bản và các nút bấm. Gõ /start để xem hướng dẫn."
-UNKNOWN_TEXT = "Bot chưa hiểu yêu cầu của bạn. Gõ /start để xem hướng dẫn."
+UNKNOWN_COMMAND = "Hệ thống không có lệnh này. " + COMMANDS
+ONLY_TEXT = "Hệ thống chỉ nhận tin nhắn văn bản và các nút bấm. Gõ /huongdan để xem hướng dẫn."
+UNKNOWN_TEXT = "Hệ thống chưa hiểu yêu cầu của bạn. Gõ /huongdan để xem hướng dẫn."
 INTERNAL_ERROR = "Đã có lỗi xảy ra. Vui lòng thử lại sau ít phút."
 PRESS_RECORDED = "Đã ghi nhận đáp án."
 TIME_UP = "Đã hết giờ làm bài!"
@@ -458,9 +514,9 @@ IMPORT_REASONS = {
 def import_problem(problem: ImportProblem) -> str:
     reason = IMPORT_REASONS.get(problem.reason, problem.reason).format(value=problem.value)
     where = f"Dòng {problem.row}" if problem.row else "Tệp"
-    column = f", cột «{problem.column}»" if problem.column else ""
+    column = f", cột “{problem.column}”" if problem.column else ""
     value = (
-        f" (giá trị: «{problem.value}»)"
+        f" (giá trị: “{problem.value}”)"
         if problem.value and problem.reason not in ("duplicate_question", "duplicate_code")
         else ""
     )

@@ -215,7 +215,7 @@ async def register_civil_servant(
     await press(user, kind_label, "Chọn")
     await user.send_text(unit_label.split()[-1])  # search by part of the name
     await user.wait_for(has("Kết quả tìm kiếm"))
-    await press(user, unit_label, "Chức vụ")
+    await press(user, unit_label, "chức vụ")
     await press(user, "Lãnh đạo" if leader else "Công chức", "kiểm tra lại")
     await user.press("✅ Xác nhận đăng ký")
     return await user.wait_for(has("đăng ký dự thi thành công"))
@@ -227,7 +227,7 @@ async def register_citizen(
     name: str = "Trần Thị Bình",
     phone: str = "0987654321",
     birth: str = "01/01/1995",
-    ward_label: str = "UBND phường Kim Liên",
+    ward_label: str = "phường Kim Liên",
 ) -> FakeMessage:
     await say(user, "/dangky", "Tôi đồng ý")
     await press(user, "✅ Tôi đồng ý", "họ và tên")

@@ -188,11 +188,11 @@ async def test_malformed_questions_file_is_rejected_and_nothing_is_written(cli: 
     output = result.stderr
     assert "Tệp bị từ chối, không có dữ liệu nào được ghi (5 lỗi):" in output
     for line in [
-        "- Dòng 3, cột «answer»: đáp án phải là a, b hoặc c (giá trị: «d»)",
-        "- Dòng 4, cột «b»: ô trống",
-        "- Dòng 5, cột «question»: câu hỏi trùng với dòng 2",
-        "- Dòng 6, cột «topic»: ô trống",
-        "- Dòng 6, cột «answer»: đáp án phải là a, b hoặc c (giá trị: «E»)",
+        "- Dòng 3, cột “answer”: đáp án phải là a, b hoặc c (giá trị: “d”)",
+        "- Dòng 4, cột “b”: ô trống",
+        "- Dòng 5, cột “question”: câu hỏi trùng với dòng 2",
+        "- Dòng 6, cột “topic”: ô trống",
+        "- Dòng 6, cột “answer”: đáp án phải là a, b hoặc c (giá trị: “E”)",
     ]:
         assert line in output
     assert "Traceback" not in output
@@ -204,7 +204,7 @@ def test_unusable_files_are_explained(cli: Cli) -> None:
     latin = cli.cwd / "q.csv"
     latin.write_bytes("topic,question,a,b,c,answer\nT,Qué?,x,y,z,a\n".encode("latin-1"))
     results = cli.many((["import-units", str(missing)], {}), (["import-questions", str(latin)], {}))
-    expected = ["- Dòng 1, cột «staff_count»: thiếu cột", "- Tệp: tệp CSV phải dùng bảng mã UTF-8"]
+    expected = ["- Dòng 1, cột “staff_count”: thiếu cột", "- Tệp: tệp CSV phải dùng bảng mã UTF-8"]
     for result, line in zip(results, expected, strict=True):
         assert result.returncode == 1, result.stderr
         assert "Tệp bị từ chối, không có dữ liệu nào được ghi (1 lỗi):" in result.stderr
@@ -254,7 +254,7 @@ def test_same_question_in_two_unicode_forms_is_reported_as_duplicate(cli: Cli) -
     result = cli("import-questions", str(bad))
     assert "Traceback" not in result.stderr
     assert result.returncode == 1
-    assert "- Dòng 3, cột «question»: câu hỏi trùng với dòng 2" in result.stderr
+    assert "- Dòng 3, cột “question”: câu hỏi trùng với dòng 2" in result.stderr
 
 
 # ------------------------------------------------------------------ migrate and run
@@ -304,7 +304,7 @@ def test_run_refuses_to_start_before_any_network_use(cli: Cli, listener: socket.
         assert key in result.stderr
         assert "Lỗi cấu hình cuộc thi" in result.stderr
         assert "Traceback" not in result.stderr
-    assert "round1.minutes must be a whole number of at least 1" in bad_config[0].stderr
+    assert "round1.minutes phải là số nguyên, nhỏ nhất là 1" in bad_config[0].stderr
     assert no_connection(listener)
     assert not cli.db.exists()
 

@@ -64,7 +64,7 @@ def engine_of(bot: BotRunner) -> AsyncEngine:
 async def open_exam(user: FakeUser) -> FakeMessage:
     """/thi, then "Bắt đầu": returns the exam card at question 1."""
     intro = await say(user, "/thi", "Bắt đầu")
-    await user.press("▶️ Bắt đầu", message_id=intro.message_id)
+    await user.press("▶️ Bắt đầu làm bài", message_id=intro.message_id)
     return await user.wait_for(has("Câu 1/20"))
 
 
@@ -94,7 +94,7 @@ async def test_exam_outside_the_window_says_when(
     user = await registered(bot, fake_api, 2001, "0910000001")
     clock.set(rules.round1.window.opens - timedelta(days=1))
     reply = await say(user, "/thi", "chưa mở")
-    assert "01/08/2024" in reply.text and "16/08/2024" in reply.text
+    assert "từ ngày 01/08/2024 đến hết ngày 15/08/2024" in reply.text
     clock.set(rules.round1.window.closes + timedelta(hours=1))
     await say(user, "/thi", "đã kết thúc")
 
@@ -119,7 +119,7 @@ async def test_two_attempts_best_counts(bot: BotRunner, fake_api: FakeBotApi, cl
     done = await answer_questions(bot, user, card, attempt_id, [True] * 15 + [False] * 5)
     assert "hoàn thành bài thi" in done.text
     assert "15/20" in done.text and "6 phút" in done.text
-    assert "còn 1 lượt" in done.text
+    assert "còn 1 lần thi" in done.text
     assert done.edits == 21 and done.buttons == []  # intro -> 20 questions -> result
     # Correct answers are not revealed while round 1 is open.
     assert "Đáp án đúng" not in done.text
@@ -136,10 +136,10 @@ async def test_two_attempts_best_counts(bot: BotRunner, fake_api: FakeBotApi, cl
     assert retired.buttons == [] and "đã kết thúc" in retired.text
 
     results = await say(user, "/ketqua", "KẾT QUẢ VÒNG 1")
-    assert "Lần 1: 15/20" in results.text and "Lần 2: 3/20" in results.text
-    assert "(hết giờ)" in results.text
+    assert "Lần thi 1: 15/20" in results.text and "Lần thi 2: 3/20" in results.text
+    assert "(nộp tự động khi hết giờ)" in results.text
     assert "Kết quả được công nhận: 15/20 câu đúng" in results.text
-    no_more = await say(user, "/thi", "hết 2 lượt thi")
+    no_more = await say(user, "/thi", "đã thi đủ 2 lần")
     assert "15/20" in no_more.text
     rows = await attempt_rows(engine_of(bot), 2003)
     assert [r.status for r in rows] == ["submitted", "expired"]
@@ -210,7 +210,7 @@ async def test_bad_presses_change_nothing(bot: BotRunner, fake_api: FakeBotApi, 
 
     # Garbage callback data.
     junk = await user.press_data("x:a:1:2", card.message_id)
-    assert (await user.wait_callback_answer(junk)).text == "Nút này không còn hiệu lực."
+    assert (await user.wait_callback_answer(junk)).text == "Nút này không còn hiệu lực. Vui lòng dùng tin nhắn mới nhất."
 
     rows = await attempt_rows(engine_of(bot), 2006)
     async with engine_of(bot).connect() as conn:
@@ -273,7 +273,7 @@ async def test_deadline_that_passes_while_the_bot_is_stopped(
     clock.advance(minutes=30)
     await bot.start()
     result = await user.wait_for_new_message(predicate=has("Đã hết thời gian làm bài"))
-    assert "2/20" in result.text and "còn 1 lượt" in result.text
+    assert "2/20" in result.text and "còn 1 lần thi" in result.text
     rows = await attempt_rows(engine_of(bot), 2010)
     assert rows[0].status == "expired" and rows[0].correct_count == 2
     # Exactly one result message, however many sweeps ran.

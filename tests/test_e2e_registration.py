@@ -34,7 +34,9 @@ async def test_start_greets_and_offers_rules_and_guide(bot: BotRunner, fake_api:
     labels = [label for row in welcome.buttons for label in row]
     assert "📜 Thể lệ" in labels and "❓ Hướng dẫn" in labels
     rules = await press(user, "📜 Thể lệ", "THỂ LỆ")
-    assert "giải Nhất" in rules.text and "30%" in rules.text
+    assert "Giải Nhất: 01 giải, mỗi giải 3.000.000 đồng" in rules.text
+    assert "Giải Khuyến khích: 04 giải, mỗi giải 500.000 đồng" in rules.text
+    assert "01 lãnh đạo đơn vị" in rules.text and "30%" in rules.text
     await press(user, "❓ Hướng dẫn", "HƯỚNG DẪN")
 
 
@@ -58,7 +60,7 @@ async def test_full_civil_servant_registration_and_profile(bot: BotRunner, fake_
     assert "Lãnh đạo đơn vị" in profile.text
     assert await count_persons(bot) == 1
     # A second /dangky does not register twice.
-    await say(user, "/dangky", "đã đăng ký dự thi rồi")
+    await say(user, "/dangky", "Bạn đã đăng ký dự thi.")
     assert await count_persons(bot) == 1
 
 
@@ -66,7 +68,7 @@ async def test_citizen_registration_with_ward(bot: BotRunner, fake_api: FakeBotA
     user = fake_api.user(1004)
     await register_citizen(user)
     profile = await say(user, "/hoso", "HỒ SƠ")
-    assert "Công dân" in profile.text and "UBND phường Kim Liên" in profile.text
+    assert "Công dân" in profile.text and "Phường: phường Kim Liên" in profile.text
 
 
 async def test_summary_lets_a_field_be_corrected(bot: BotRunner, fake_api: FakeBotApi):
@@ -78,7 +80,7 @@ async def test_summary_lets_a_field_be_corrected(bot: BotRunner, fake_api: FakeB
     await user.share_contact("0900000005")
     await user.wait_for(has("tư cách nào"))
     await press(user, "👤 Công dân", "phường")
-    await press(user, "UBND phường Cát Linh", "kiểm tra lại")
+    await press(user, "phường Cát Linh", "kiểm tra lại")
     await press(user, "✏️ Sửa họ tên", "họ và tên")
     summary = await say(user, "Lê Văn Đúng", "kiểm tra lại")
     assert "Lê Văn Đúng" in summary.text and "Lê Văn Sai" not in summary.text
@@ -136,7 +138,7 @@ async def test_someone_elses_contact_card_is_refused(bot: BotRunner, fake_api: F
     await user.share_contact("0900000098", user_id=None)
     await user.wait_for(has("không phải số điện thoại của tài khoản"))
     # Typing the number instead of sharing it is refused too.
-    await say(user, "0900000099", "bấm nút «Chia sẻ số điện thoại»")
+    await say(user, "0900000099", "bấm nút “Chia sẻ số điện thoại”")
     await user.share_contact("0900000009")
     await user.wait_for(has("tư cách nào"))
 
@@ -175,15 +177,15 @@ async def test_forged_registration_button_does_nothing(bot: BotRunner, fake_api:
     prompt = await say(user, "/dangky", "Tôi đồng ý")
     query = await user.press_data("r:unit:999999", prompt.message_id)
     answer = await user.wait_callback_answer(query)
-    assert answer.text == "Nút này không còn hiệu lực."
+    assert answer.text == "Nút này không còn hiệu lực. Vui lòng dùng tin nhắn mới nhất."
     query = await user.press_data("r:group:hacker", prompt.message_id)
     answer = await user.wait_callback_answer(query)
-    assert answer.text == "Nút này không còn hiệu lực."
+    assert answer.text == "Nút này không còn hiệu lực. Vui lòng dùng tin nhắn mới nhất."
 
 
 async def test_unknown_command_and_sticker_get_a_hint(bot: BotRunner, fake_api: FakeBotApi):
     user = fake_api.user(1015)
-    await say(user, "/xyz", "Lệnh không hợp lệ")
+    await say(user, "/xyz", "không có lệnh này")
     await user.send_document("anh.jpg", b"\xff\xd8\xff", mime_type="image/jpeg")
     await user.wait_for(has("chỉ nhận tin nhắn văn bản"))
 

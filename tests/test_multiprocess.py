@@ -230,7 +230,7 @@ async def test_two_processes_behave_like_one(cluster, fake_api: FakeBotApi):
     assert balancer.served[a.port] > 0 and balancer.served[b.port] > 0  # both took updates
 
     intro = await say(user, "/thi", "Bắt đầu")
-    await user.press("▶️ Bắt đầu", message_id=intro.message_id)
+    await user.press("▶️ Bắt đầu làm bài", message_id=intro.message_id)
     card = await user.wait_for(has("Câu 1/20"), timeout=10)
     async with engine.connect() as conn:
         attempt_id = (await conn.execute(select(m.AttemptRow.id))).scalar_one()
@@ -278,7 +278,7 @@ async def test_two_processes_behave_like_one(cluster, fake_api: FakeBotApi):
 
     # A deadline that passes now is closed once, by the survivor, with one result message.
     intro = await say(user, "/thi", "Bắt đầu", timeout=10)
-    await user.press("▶️ Bắt đầu", message_id=intro.message_id)
+    await user.press("▶️ Bắt đầu làm bài", message_id=intro.message_id)
     card2 = await user.wait_for(has("Câu 1/20"), timeout=10)
     async with engine.begin() as conn:
         second_id = (

@@ -70,7 +70,7 @@ async def _open_attempt(bot: BotRunner, api: FakeBotApi, uid: int, phone: str):
     user = api.user(uid)
     await register_civil_servant(user, phone=phone)
     intro = await say(user, "/thi", "Bắt đầu")
-    await user.press("▶️ Bắt đầu", message_id=intro.message_id)
+    await user.press("▶️ Bắt đầu làm bài", message_id=intro.message_id)
     await user.wait_for(has("Câu 1/20"))
     return user
 
