@@ -210,7 +210,9 @@ async def test_bad_presses_change_nothing(bot: BotRunner, fake_api: FakeBotApi, 
 
     # Garbage callback data.
     junk = await user.press_data("x:a:1:2", card.message_id)
-    assert (await user.wait_callback_answer(junk)).text == "Nút này không còn hiệu lực. Vui lòng dùng tin nhắn mới nhất."
+    assert (
+        await user.wait_callback_answer(junk)
+    ).text == "Nút này không còn hiệu lực. Vui lòng dùng tin nhắn mới nhất."
 
     rows = await attempt_rows(engine_of(bot), 2006)
     async with engine_of(bot).connect() as conn:
