@@ -329,33 +329,7 @@ class SqlAttempts:
         )
 
     # The answer path runs these on every press: plain Core statements on the session's
-    # connection, one query for the attempt and one for its items.
-
-    async def _items(self, attempt_id: int) -> list[AttemptItem]:
-        conn = await self.session.connection()
-        rows = await conn.execute(
-            select(
-                ITEMS.position,
-                ITEMS.question_id,
-                ITEMS.option_order,
-                ITEMS.choice,
-                ITEMS.correct,
-                ITEMS.answered_at,
-            )
-            .where(ITEMS.attempt_id == attempt_id)
-            .order_by(ITEMS.position)
-        )
-        return [
-            AttemptItem(
-                position=r.position,
-                question_id=r.question_id,
-                order=(int(r.option_order[0]), int(r.option_order[1]), int(r.option_order[2])),
-                choice=r.choice,
-                correct=r.correct,
-                answered_at=r.answered_at,
-            )
-            for r in rows
-        ]
+    # connection, one query for the attempt joined with its items.
 
     async def _fetch(self, stmt: Any, lock: bool) -> Attempt | None:
         """One query: the attempt's columns joined with each of its items."""
@@ -391,9 +365,6 @@ class SqlAttempts:
         ]
         return self._to_attempt(rows[0], items)
 
-    async def _load(self, row: m.AttemptRow) -> Attempt:
-        return self._to_attempt(row, await self._items(row.id))
-
     async def get(self, attempt_id: int, *, lock: bool = False) -> Attempt | None:
         return await self._fetch(select(ATTEMPTS).where(ATTEMPTS.c.id == attempt_id), lock)
 
@@ -408,17 +379,17 @@ class SqlAttempts:
         return await self._fetch(stmt, lock)
 
     async def in_progress(self, person_id: int, round: int) -> Attempt | None:
-        row = await self.session.scalar(
-            select(m.AttemptRow)
+        attempt_id = await self.session.scalar(
+            select(ATTEMPTS.c.id)
             .where(
-                m.AttemptRow.person_id == person_id,
-                m.AttemptRow.round == round,
-                m.AttemptRow.status == IN_PROGRESS,
+                ATTEMPTS.c.person_id == person_id,
+                ATTEMPTS.c.round == round,
+                ATTEMPTS.c.status == IN_PROGRESS,
             )
-            .order_by(m.AttemptRow.id.desc())
+            .order_by(ATTEMPTS.c.id.desc())
             .limit(1)
         )
-        return await self._load(row) if row else None
+        return await self.get(attempt_id) if attempt_id is not None else None
 
     async def count_for(self, person_id: int, round: int) -> int:
         stmt = select(func.count()).where(
