@@ -193,6 +193,13 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("PTB_TIMEDELTA", "1")  # durations as timedeltas (PTB 22)
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["bench"]:
+        # Everything after "bench" belongs to the benchmark's own parser (--quick, --only …).
+        configure_logging("WARNING")
+        from bot.bench import main as bench_main
+
+        return int(bench_main(argv[1:]))
     args: Any = parser().parse_args(argv)
     configure_logging(args.log_level)
     try:
