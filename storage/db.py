@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
+import weakref
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
     create_async_engine,
 )
+
+from storage.sqlite_inline import inline_creator
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///contest.db"
 SQLITE_BUSY_TIMEOUT_MS = 10_000
@@ -56,6 +63,9 @@ def create_engine(url: str = DEFAULT_DATABASE_URL, **kwargs: Any) -> AsyncEngine
         kwargs["connect_args"] = connect_args
     # SQL errors must not carry personal data (phone, birth date) into the logs.
     kwargs.setdefault("hide_parameters", True)
+    parsed = make_url(url)
+    if parsed.drivername == "sqlite+aiosqlite" and parsed.database not in (None, "", ":memory:"):
+        kwargs.setdefault("async_creator", inline_creator(parsed.database))
     engine = create_async_engine(url, **kwargs)
     if is_sqlite(engine):
         _configure_sqlite(engine)
@@ -77,9 +87,44 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Any) -> None:
         # A deferred BEGIN that reads and then writes fails with "database is locked"
-        # whatever the busy timeout: writers take the lock up front.
-        write = connection.get_execution_options().get("contest_write", True)
+        # whatever the busy timeout: writers (units of work opened for writing, and
+        # ``write_transaction``) take the lock up front. Anything else only reads.
+        write = connection.get_execution_options().get("contest_write", False)
         connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+_WRITER_LOCKS: weakref.WeakKeyDictionary[Any, asyncio.Lock] = weakref.WeakKeyDictionary()
+
+
+def writer_lock(engine: AsyncEngine) -> asyncio.Lock | None:
+    """The lock every writing transaction of this process takes first, on SQLite.
+
+    SQLite has one writer at a time, and statements run on the event loop here
+    (``storage.sqlite_inline``): writers of this process must queue on this lock, never
+    in SQLite's busy handler, which would block the loop while the holder cannot finish.
+    """
+    if not is_sqlite(engine):
+        return None
+    lock = _WRITER_LOCKS.get(engine.sync_engine)
+    if lock is None:
+        lock = _WRITER_LOCKS[engine.sync_engine] = asyncio.Lock()
+    return lock
+
+
+@asynccontextmanager
+async def write_transaction(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """A writing transaction on a plain connection (leases, migrations)."""
+    lock = writer_lock(engine)
+    if lock is not None:
+        await lock.acquire()
+    try:
+        async with engine.connect() as conn:
+            conn = await conn.execution_options(contest_write=True)
+            async with conn.begin():
+                yield conn
+    finally:
+        if lock is not None:
+            lock.release()
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -15,6 +15,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from storage.db import write_transaction
 from storage.models import LeaseRow
 
 LEASES = cast(Table, LeaseRow.__table__)
@@ -25,7 +26,7 @@ async def try_acquire(
 ) -> bool:
     """Take or renew the lease ``name`` for ``holder``; False while another holds it."""
     expires = now + timedelta(seconds=ttl_seconds)
-    async with engine.begin() as conn:
+    async with write_transaction(engine) as conn:
         result = cast(
             CursorResult[tuple[()]],
             await conn.execute(
@@ -53,7 +54,7 @@ async def try_acquire(
 
 async def release(engine: AsyncEngine, name: str, holder: str) -> None:
     """Give the lease up at a clean shutdown, so another process need not wait it out."""
-    async with engine.begin() as conn:
+    async with write_transaction(engine) as conn:
         await conn.execute(
             update(LEASES)
             .where(LEASES.c.name == name, LEASES.c.holder == holder)

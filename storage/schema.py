@@ -10,6 +10,8 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from storage.db import write_transaction
+
 MIGRATIONS = Path(__file__).parent / "migrations"
 _PG_MIGRATION_LOCK = 0x43434843  # any constant: serialises migrations of several processes
 
@@ -30,5 +32,5 @@ def _upgrade(connection: Connection) -> None:
 
 async def migrate(engine: AsyncEngine) -> None:
     """Apply every pending migration (idempotent; safe with several processes)."""
-    async with engine.begin() as connection:
+    async with write_transaction(engine) as connection:
         await connection.run_sync(_upgrade)

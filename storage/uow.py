@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from types import TracebackType
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -14,7 +15,7 @@ from contest.ports import (
     QuestionRepository,
     UnitRepository,
 )
-from storage.db import is_sqlite, session_factory
+from storage.db import is_sqlite, session_factory, writer_lock
 from storage.repositories import (
     SqlAttempts,
     SqlDrafts,
@@ -36,19 +37,33 @@ class SqlUnitOfWork:
     outbox: OutboxRepository
 
     def __init__(
-        self, sessions: async_sessionmaker[AsyncSession], *, write: bool, sqlite: bool
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        *,
+        write: bool,
+        sqlite: bool,
+        writer_lock: asyncio.Lock | None = None,
     ) -> None:
         self._sessions = sessions
         self._write = write
         self._sqlite = sqlite
+        self._writer_lock = writer_lock if write else None
         self.session: AsyncSession | None = None
 
     async def __aenter__(self) -> SqlUnitOfWork:
+        if self._writer_lock is not None:
+            # SQLite has one writer at a time. Writers of this process queue here, in FIFO
+            # order and without cost, never in SQLite's busy handler (see db.writer_lock).
+            await self._writer_lock.acquire()
         session = self._sessions()
         self.session = session
-        if self._sqlite:
-            # Take the write lock up front (BEGIN IMMEDIATE) or read in a deferred BEGIN.
-            await session.connection(execution_options={"contest_write": self._write})
+        try:
+            if self._sqlite:
+                # Take the write lock up front (BEGIN IMMEDIATE) or read in a deferred BEGIN.
+                await session.connection(execution_options={"contest_write": self._write})
+        except BaseException:
+            await self._close()
+            raise
         self.units = SqlUnits(session)
         self.questions = SqlQuestions(session)
         self.persons = SqlPersons(session)
@@ -63,12 +78,19 @@ class SqlUnitOfWork:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        await self._close()
+
+    async def _close(self) -> None:
         assert self.session is not None
         try:
             await self.session.rollback()
         finally:
-            await self.session.close()
-            self.session = None
+            try:
+                await self.session.close()
+            finally:
+                self.session = None
+                if self._writer_lock is not None:
+                    self._writer_lock.release()
 
     async def commit(self) -> None:
         assert self.session is not None
@@ -82,6 +104,9 @@ class SqlUnitOfWorkFactory:
         self.engine = engine
         self.sessions = session_factory(engine)
         self.sqlite = is_sqlite(engine)
+        self.writer_lock = writer_lock(engine)
 
     def __call__(self, *, write: bool = True) -> SqlUnitOfWork:
-        return SqlUnitOfWork(self.sessions, write=write, sqlite=self.sqlite)
+        return SqlUnitOfWork(
+            self.sessions, write=write, sqlite=self.sqlite, writer_lock=self.writer_lock
+        )
