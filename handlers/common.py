@@ -68,6 +68,36 @@ async def edit(
     return result if isinstance(result, Message) else None
 
 
+async def edit_quick(
+    query: CallbackQuery, text: str, markup: InlineKeyboardMarkup | None = None
+) -> None:
+    """``edit`` for the answer path: the same request, without parsing Telegram's copy of
+    the edited message back into objects (a third of the cost of a press).
+
+    Bot API method names are case-insensitive; the lower-case name reaches
+    ``do_api_request`` without python-telegram-bot's "use Bot.edit_message_text" warning.
+    """
+    message = query.message
+    if message is None:
+        await edit(query, text, markup)
+        return
+    kwargs: dict[str, object] = {
+        "chat_id": message.chat.id,
+        "message_id": message.message_id,
+        "text": text,
+        "parse_mode": "HTML",
+    }
+    if markup is not None:
+        kwargs["reply_markup"] = markup
+    try:
+        await query.get_bot().do_api_request("editmessagetext", api_kwargs=kwargs)
+    except BadRequest as exc:
+        if "not modified" in exc.message.lower():
+            return
+        log.info("edit failed (%s); sending a new message instead", exc.message)
+        await message.chat.send_message(text, parse_mode="HTML", reply_markup=markup)
+
+
 async def answer_query(query: CallbackQuery, text: str | None = None, alert: bool = False) -> None:
     """Acknowledge a press; a query too old to answer is not worth failing over."""
     try:

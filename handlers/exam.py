@@ -14,7 +14,7 @@ from contest.errors import ContestError
 from contest.services import ExamCard, ExamState
 from handlers import keyboards, texts
 from handlers.callbacks import BadCallback, parse_answer
-from handlers.common import Context, Deps, answer_query, deps, edit, reply, user_id
+from handlers.common import Context, Deps, answer_query, deps, edit, edit_quick, reply, user_id
 
 log = logging.getLogger(__name__)
 
@@ -113,12 +113,12 @@ async def answer(update: Update, context: Context) -> None:
         return
     if outcome.summary is not None:
         await answer_query(query, texts.TIME_UP if outcome.expired else None, alert=outcome.expired)
-        await edit(query, texts.attempt_done(outcome.summary, expired=outcome.expired))
+        await edit_quick(query, texts.attempt_done(outcome.summary, expired=outcome.expired))
         return
     assert outcome.next_card is not None
     await answer_query(query)
     text, markup = render_card(d, outcome.next_card)
-    await edit(query, text, markup)
+    await edit_quick(query, text, markup)
 
 
 def handlers() -> list[BaseHandler[Any, Any, Any]]:

@@ -336,8 +336,9 @@ def best_line(result: AttemptResult) -> str:
 
 def card(card: ExamCard, rules: RoundRules, now: datetime) -> str:
     left = max((card.deadline_at - now).total_seconds(), 0)
+    # Few formatting entities: each one is parsed on every press, twice.
     lines = [
-        f"<b>Vòng {rules.number} · Lần thi {card.attempt_number}/{rules.attempts}</b>",
+        f"Vòng {rules.number} · Lần thi {card.attempt_number}/{rules.attempts} · "
         f"<b>Câu {card.position + 1}/{card.total}</b> · ⏱ Còn lại {fmt_clock(left)}",
         f"<i>{h(card.topic)}</i>",
         "",
@@ -345,7 +346,7 @@ def card(card: ExamCard, rules: RoundRules, now: datetime) -> str:
         "",
     ]
     for label, option in zip(LABELS, card.options, strict=True):
-        lines.append(f"<b>{label}.</b> {h(option)}")
+        lines.append(f"{label}. {h(option)}")
     return "\n".join(lines)
 
 

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, and_, func, or_, select, update
+from sqlalchemy import Table, and_, bindparam, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import CursorResult
@@ -270,6 +270,48 @@ ITEMS_TABLE = cast(Table, m.AttemptItemRow.__table__)
 ITEMS = ITEMS_TABLE.c
 
 
+def _with_items(stmt: Any) -> Any:
+    return (
+        stmt.add_columns(
+            ITEMS.position.label("item_position"),
+            ITEMS.question_id.label("item_question_id"),
+            ITEMS.option_order.label("item_order"),
+            ITEMS.choice.label("item_choice"),
+            ITEMS.correct.label("item_correct"),
+            ITEMS.answered_at.label("item_answered_at"),
+        )
+        .outerjoin(ITEMS_TABLE, ITEMS.attempt_id == ATTEMPTS.c.id)
+        .order_by(ITEMS.position)
+    )
+
+
+_GET_ATTEMPT = _with_items(select(ATTEMPTS).where(ATTEMPTS.c.id == bindparam("attempt_id")))
+_OWNED_ATTEMPT = _with_items(
+    select(ATTEMPTS)
+    .join(PERSONS, PERSONS.c.id == ATTEMPTS.c.person_id)
+    .where(
+        ATTEMPTS.c.id == bindparam("attempt_id"),
+        PERSONS.c.telegram_id == bindparam("telegram_id"),
+    )
+)
+# Row lock on PostgreSQL (SQLite renders none: BEGIN IMMEDIATE already serialises writers).
+_GET_ATTEMPT_LOCKED = _GET_ATTEMPT.with_for_update(of=ATTEMPTS)
+_OWNED_ATTEMPT_LOCKED = _OWNED_ATTEMPT.with_for_update(of=ATTEMPTS)
+_RECORD_ANSWER = (
+    update(ITEMS_TABLE)
+    .where(
+        ITEMS.attempt_id == bindparam("b_attempt"),
+        ITEMS.position == bindparam("b_position"),
+        ITEMS.choice.is_(None),
+    )
+    .values(
+        choice=bindparam("b_choice"),
+        correct=bindparam("b_correct"),
+        answered_at=bindparam("b_answered_at"),
+    )
+)
+
+
 class SqlAttempts:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
@@ -328,27 +370,13 @@ class SqlAttempts:
             items=items,
         )
 
-    # The answer path runs these on every press: plain Core statements on the session's
-    # connection, one query for the attempt joined with its items.
+    # The answer path runs these on every press: statements built once (module level, with
+    # bind parameters) and run as plain Core on the session's connection.
 
-    async def _fetch(self, stmt: Any, lock: bool) -> Attempt | None:
+    async def _fetch(self, stmt: Any, params: dict[str, int]) -> Attempt | None:
         """One query: the attempt's columns joined with each of its items."""
-        stmt = (
-            stmt.add_columns(
-                ITEMS.position.label("item_position"),
-                ITEMS.question_id.label("item_question_id"),
-                ITEMS.option_order.label("item_order"),
-                ITEMS.choice.label("item_choice"),
-                ITEMS.correct.label("item_correct"),
-                ITEMS.answered_at.label("item_answered_at"),
-            )
-            .outerjoin(ITEMS_TABLE, ITEMS.attempt_id == ATTEMPTS.c.id)
-            .order_by(ITEMS.position)
-        )
-        if lock:
-            stmt = stmt.with_for_update(of=ATTEMPTS)
         conn = await self.session.connection()
-        rows = (await conn.execute(stmt)).all()
+        rows = (await conn.execute(stmt, params)).all()
         if not rows:
             return None
         items = [
@@ -366,17 +394,14 @@ class SqlAttempts:
         return self._to_attempt(rows[0], items)
 
     async def get(self, attempt_id: int, *, lock: bool = False) -> Attempt | None:
-        return await self._fetch(select(ATTEMPTS).where(ATTEMPTS.c.id == attempt_id), lock)
+        stmt = _GET_ATTEMPT_LOCKED if lock else _GET_ATTEMPT
+        return await self._fetch(stmt, {"attempt_id": attempt_id})
 
     async def owned(
         self, attempt_id: int, telegram_id: int, *, lock: bool = False
     ) -> Attempt | None:
-        stmt = (
-            select(ATTEMPTS)
-            .join(PERSONS, PERSONS.c.id == ATTEMPTS.c.person_id)
-            .where(ATTEMPTS.c.id == attempt_id, PERSONS.c.telegram_id == telegram_id)
-        )
-        return await self._fetch(stmt, lock)
+        stmt = _OWNED_ATTEMPT_LOCKED if lock else _OWNED_ATTEMPT
+        return await self._fetch(stmt, {"attempt_id": attempt_id, "telegram_id": telegram_id})
 
     async def in_progress(self, person_id: int, round: int) -> Attempt | None:
         attempt_id = await self.session.scalar(
@@ -438,13 +463,14 @@ class SqlAttempts:
     ) -> bool:
         conn = await self.session.connection()
         result = await conn.execute(
-            update(ITEMS_TABLE)
-            .where(
-                ITEMS.attempt_id == attempt_id,
-                ITEMS.position == position,
-                ITEMS.choice.is_(None),
-            )
-            .values(choice=choice, correct=correct, answered_at=now)
+            _RECORD_ANSWER,
+            {
+                "b_attempt": attempt_id,
+                "b_position": position,
+                "b_choice": choice,
+                "b_correct": correct,
+                "b_answered_at": now,
+            },
         )
         return _rowcount(result) == 1
 
