@@ -270,29 +270,26 @@ ITEMS_TABLE = cast(Table, m.AttemptItemRow.__table__)
 ITEMS = ITEMS_TABLE.c
 
 
-def _with_items(stmt: Any) -> Any:
-    return (
-        stmt.add_columns(
-            ITEMS.position.label("item_position"),
-            ITEMS.question_id.label("item_question_id"),
-            ITEMS.option_order.label("item_order"),
-            ITEMS.choice.label("item_choice"),
-            ITEMS.correct.label("item_correct"),
-            ITEMS.answered_at.label("item_answered_at"),
-        )
-        .outerjoin(ITEMS_TABLE, ITEMS.attempt_id == ATTEMPTS.c.id)
-        .order_by(ITEMS.position)
-    )
-
-
-_GET_ATTEMPT = _with_items(select(ATTEMPTS).where(ATTEMPTS.c.id == bindparam("attempt_id")))
-_OWNED_ATTEMPT = _with_items(
+_GET_ATTEMPT = select(ATTEMPTS).where(ATTEMPTS.c.id == bindparam("attempt_id"))
+_OWNED_ATTEMPT = (
     select(ATTEMPTS)
     .join(PERSONS, PERSONS.c.id == ATTEMPTS.c.person_id)
     .where(
         ATTEMPTS.c.id == bindparam("attempt_id"),
         PERSONS.c.telegram_id == bindparam("telegram_id"),
     )
+)
+_ITEMS = (
+    select(
+        ITEMS.position,
+        ITEMS.question_id,
+        ITEMS.option_order,
+        ITEMS.choice,
+        ITEMS.correct,
+        ITEMS.answered_at,
+    )
+    .where(ITEMS.attempt_id == bindparam("attempt_id"))
+    .order_by(ITEMS.position)
 )
 # Row lock on PostgreSQL (SQLite renders none: BEGIN IMMEDIATE already serialises writers).
 _GET_ATTEMPT_LOCKED = _GET_ATTEMPT.with_for_update(of=ATTEMPTS)
@@ -374,24 +371,25 @@ class SqlAttempts:
     # bind parameters) and run as plain Core on the session's connection.
 
     async def _fetch(self, stmt: Any, params: dict[str, int]) -> Attempt | None:
-        """One query: the attempt's columns joined with each of its items."""
+        """The attempt's row, then its items (two small queries beat one joined query that
+        repeats and converts the attempt's columns on every item row)."""
         conn = await self.session.connection()
-        rows = (await conn.execute(stmt, params)).all()
-        if not rows:
+        row = (await conn.execute(stmt, params)).first()
+        if row is None:
             return None
+        rows = await conn.execute(_ITEMS, {"attempt_id": row.id})
         items = [
             AttemptItem(
-                position=r.item_position,
-                question_id=r.item_question_id,
-                order=(int(r.item_order[0]), int(r.item_order[1]), int(r.item_order[2])),
-                choice=r.item_choice,
-                correct=r.item_correct,
-                answered_at=r.item_answered_at,
+                position=r.position,
+                question_id=r.question_id,
+                order=(int(r.option_order[0]), int(r.option_order[1]), int(r.option_order[2])),
+                choice=r.choice,
+                correct=r.correct,
+                answered_at=r.answered_at,
             )
             for r in rows
-            if r.item_position is not None
         ]
-        return self._to_attempt(rows[0], items)
+        return self._to_attempt(row, items)
 
     async def get(self, attempt_id: int, *, lock: bool = False) -> Attempt | None:
         stmt = _GET_ATTEMPT_LOCKED if lock else _GET_ATTEMPT

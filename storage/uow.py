@@ -83,7 +83,8 @@ class SqlUnitOfWork:
     async def _close(self) -> None:
         assert self.session is not None
         try:
-            await self.session.rollback()
+            if self.session.in_transaction():
+                await self.session.rollback()
         finally:
             try:
                 await self.session.close()
