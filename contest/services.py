@@ -43,7 +43,7 @@ from contest.registration import (
     parse_birth_date,
 )
 from contest.rules import LOCAL_TZ, ContestRules, RoundRules
-from contest.scoring import best_result
+from contest.scoring import Qualification, Ranked, best_result, qualify, rank
 from contest.selection import select_questions, shuffled_order
 
 log = logging.getLogger(__name__)
@@ -522,6 +522,16 @@ class ContestService:
                 current is not None,
                 self._round(round_number).attempts,
             )
+
+    async def ranking(self, round_number: int = 1) -> list[Ranked]:
+        """Everyone's counting attempt of a round, ranked (ties share a rank)."""
+        async with self.uow(write=False) as uow:
+            return rank(await uow.attempts.best_results(round_number))
+
+    async def round2_qualifiers(self) -> Qualification:
+        """The top of round 1 with at least the required share correct, ties at the cut."""
+        round2 = self.rules.round2
+        return qualify(await self.ranking(1), round2.qualifiers, round2.min_ratio)
 
     # ------------------------------------------------------------ deadlines
 

@@ -53,7 +53,7 @@ from contest.ports import (
 )
 from contest.registration import Draft, Step
 from contest.rules import LOCAL_TZ, ContestRules, Round2Rules, RoundRules, Window
-from contest.scoring import rank
+from contest.scoring import best_per_person, rank
 from contest.services import (
     RESULT_NOTIFICATION,
     AnswerOutcome,
@@ -306,6 +306,9 @@ class FakeAttempts(_Repo):
         await _yield()
         attempt = self.db.attempts.get(attempt_id)
         return copy.deepcopy(attempt) if attempt is not None else None
+
+    async def best_results(self, round: int) -> list[AttemptResult]:
+        return list(best_per_person(await self.results(round)).values())
 
     async def owned(
         self, attempt_id: int, telegram_id: int, *, lock: bool = False

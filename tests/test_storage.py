@@ -26,6 +26,7 @@ from contest.errors import ContestError
 from contest.importing import QuestionRow, UnitRow
 from contest.model import AttemptItem, AttemptStatus, Group, Person, Position, UnitKind
 from contest.rules import LOCAL_TZ, ContestRules
+from contest.scoring import best_per_person
 from contest.services import RESULT_NOTIFICATION, ContestService
 from storage import models as m
 from storage.db import is_sqlite
@@ -698,3 +699,49 @@ async def test_unit_of_work_rolls_back_without_commit(uows: SqlUnitOfWorkFactory
         assert await uow.units.count() == 1
     async with uows(write=False) as uow:
         assert await uow.units.count() == 0
+
+
+# ------------------------------------------------------------------ ranking
+
+
+async def test_best_results_picks_each_persons_counting_attempt_in_sql(
+    uows: SqlUnitOfWorkFactory,
+) -> None:
+    questions = await add_questions(uows, 4)
+    # (correct, seconds) of attempts 1 and 2 per person; the expected pick by the plan's rule.
+    cases = [
+        ((3, 600.0), (2, 100.0)),  # more correct wins over a faster attempt
+        ((2, 500.0), (2, 300.0)),  # equal correct: the shorter time
+        ((1, 400.0), (1, 400.0)),  # fully equal: the earlier submission (attempt 1)
+        ((0, 1200.0), None),  # one attempt only
+    ]
+    for index, (first, second) in enumerate(cases):
+        person = await add_person(uows, 7000 + index, f"09130000{index:02d}")
+        for number, outcome in enumerate((first, second), start=1):
+            if outcome is None:
+                continue
+            attempt = await add_attempt(
+                uows, person.id, questions, number=number, started_at=T0 + timedelta(hours=number)
+            )
+            correct, seconds = outcome
+            async with uows() as uow:
+                assert await uow.attempts.finish(
+                    attempt,
+                    AttemptStatus.SUBMITTED,
+                    T0 + timedelta(hours=number, seconds=seconds),
+                    correct,
+                    seconds,
+                )
+                await uow.commit()
+    # An attempt still in progress never counts.
+    late = await add_person(uows, 7999, "0913999999")
+    await add_attempt(uows, late.id, questions)
+
+    async with uows(write=False) as uow:
+        everything = await uow.attempts.results(1)
+        best = await uow.attempts.best_results(1)
+    by_person = {r.person_id: r for r in best}
+    assert len(best) == len(by_person) == 4
+    assert by_person == best_per_person(everything)
+    picked = sorted((r.correct, r.duration_seconds, r.number) for r in best)
+    assert picked == [(0, 1200.0, 1), (1, 400.0, 1), (2, 300.0, 2), (3, 600.0, 1)]
