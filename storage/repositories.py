@@ -12,7 +12,7 @@ from sqlalchemy import Table, and_, bindparam, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import CursorResult
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from contest import importing
 from contest.model import (
@@ -79,10 +79,24 @@ def to_result(row: m.AttemptRow) -> AttemptResult:
     )
 
 
-class SqlUnits:
+class SqlRepository:
+    """A repository over the unit of work's session. Core statements run on the session's
+    connection, fetched once per transaction (``forget_connection`` after a commit)."""
+
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
+        self._conn: AsyncConnection | None = None
 
+    async def _connection(self) -> AsyncConnection:
+        if self._conn is None:
+            self._conn = await self.session.connection()
+        return self._conn
+
+    def forget_connection(self) -> None:
+        self._conn = None
+
+
+class SqlUnits(SqlRepository):
     async def get(self, unit_id: int) -> Unit | None:
         row = await self.session.get(m.UnitRow, unit_id)
         return to_unit(row) if row else None
@@ -135,16 +149,13 @@ class SqlUnits:
         return int(await self.session.scalar(select(func.count()).select_from(m.UnitRow)) or 0)
 
 
-class SqlQuestions:
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
-
+class SqlQuestions(SqlRepository):
     async def catalog(self, *, include_inactive: bool = False) -> list[Question]:
         q = m.QuestionRow.__table__.c
         stmt = select(q.id, q.topic, q.text, q.option_a, q.option_b, q.option_c, q.answer)
         if not include_inactive:
             stmt = stmt.where(q.active.is_(True))
-        conn = await self.session.connection()
+        conn = await self._connection()
         rows = await conn.execute(stmt.order_by(q.id))
         return [
             Question(r.id, r.topic, r.text, (r.option_a, r.option_b, r.option_c), r.answer)
@@ -190,10 +201,7 @@ class SqlQuestions:
         return int(await self.session.scalar(stmt) or 0)
 
 
-class SqlPersons:
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
-
+class SqlPersons(SqlRepository):
     async def by_telegram(self, telegram_id: int) -> Person | None:
         row = await self.session.scalar(
             select(m.PersonRow).where(m.PersonRow.telegram_id == telegram_id)
@@ -239,10 +247,7 @@ class SqlPersons:
         return to_person(row)
 
 
-class SqlDrafts:
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
-
+class SqlDrafts(SqlRepository):
     async def get(self, telegram_id: int) -> Draft | None:
         row = await self.session.get(m.DraftRow, telegram_id)
         return Draft.from_dict(json.loads(row.data)) if row else None
@@ -309,10 +314,7 @@ _RECORD_ANSWER = (
 )
 
 
-class SqlAttempts:
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
-
+class SqlAttempts(SqlRepository):
     async def create(
         self,
         *,
@@ -373,7 +375,7 @@ class SqlAttempts:
     async def _fetch(self, stmt: Any, params: dict[str, int]) -> Attempt | None:
         """The attempt's row, then its items (two small queries beat one joined query that
         repeats and converts the attempt's columns on every item row)."""
-        conn = await self.session.connection()
+        conn = await self._connection()
         row = (await conn.execute(stmt, params)).first()
         if row is None:
             return None
@@ -483,7 +485,7 @@ class SqlAttempts:
             .where(a.round == round, a.status != IN_PROGRESS)
             .subquery()
         )
-        conn = await self.session.connection()
+        conn = await self._connection()
         rows = await conn.execute(select(inner).where(inner.c.pick == 1))
         return [
             AttemptResult(
@@ -503,7 +505,7 @@ class SqlAttempts:
     async def record_answer(
         self, attempt_id: int, position: int, choice: int, correct: bool, now: datetime
     ) -> bool:
-        conn = await self.session.connection()
+        conn = await self._connection()
         result = await conn.execute(
             _RECORD_ANSWER,
             {
@@ -580,10 +582,7 @@ class SqlAttempts:
         return [(r.id, r.deadline_at) for r in rows]
 
 
-class SqlOutbox:
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
-
+class SqlOutbox(SqlRepository):
     async def add(
         self, key: str, person_id: int | None, kind: str, payload: dict[str, Any], now: datetime
     ) -> bool:

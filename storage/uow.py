@@ -22,6 +22,7 @@ from storage.repositories import (
     SqlOutbox,
     SqlPersons,
     SqlQuestions,
+    SqlRepository,
     SqlUnits,
 )
 
@@ -64,12 +65,23 @@ class SqlUnitOfWork:
         except BaseException:
             await self._close()
             raise
-        self.units = SqlUnits(session)
-        self.questions = SqlQuestions(session)
-        self.persons = SqlPersons(session)
-        self.drafts = SqlDrafts(session)
-        self.attempts = SqlAttempts(session)
-        self.outbox = SqlOutbox(session)
+        repositories = (
+            SqlUnits(session),
+            SqlQuestions(session),
+            SqlPersons(session),
+            SqlDrafts(session),
+            SqlAttempts(session),
+            SqlOutbox(session),
+        )
+        self._repositories: tuple[SqlRepository, ...] = repositories
+        (
+            self.units,
+            self.questions,
+            self.persons,
+            self.drafts,
+            self.attempts,
+            self.outbox,
+        ) = repositories
         return self
 
     async def __aexit__(
@@ -96,6 +108,8 @@ class SqlUnitOfWork:
     async def commit(self) -> None:
         assert self.session is not None
         await self.session.commit()
+        for repository in self._repositories:
+            repository.forget_connection()  # the next statement opens a new transaction
 
 
 class SqlUnitOfWorkFactory:
