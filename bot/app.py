@@ -30,6 +30,7 @@ from storage.uow import SqlUnitOfWorkFactory
 log = logging.getLogger(__name__)
 
 RUNTIME_KEY = "contest_runtime"
+ALLOWED_UPDATES = ["message", "callback_query"]
 GC_THRESHOLD = 20_000  # allocations between young-generation collections (CPython: 700)
 COMMANDS = [
     BotCommand("start", "Giới thiệu cuộc thi"),
@@ -168,7 +169,9 @@ async def start(app: Application[Any, Any, Any, Any, Any, Any], *, poll_timeout:
         await app.post_init(app)
     tune_gc()
     if app.updater is not None:
-        await app.updater.start_polling(timeout=poll_timeout, poll_interval=0.0)
+        await app.updater.start_polling(
+            timeout=poll_timeout, poll_interval=0.0, allowed_updates=ALLOWED_UPDATES
+        )
     await app.start()
 
 

@@ -49,6 +49,7 @@ class Notification:
     person_id: int | None
     kind: str
     payload: dict[str, Any]
+    tries: int = 1  # sending attempts so far, this one included
 
 
 class UnitRepository(Protocol):

@@ -495,7 +495,10 @@ class ContestService:
             if current is None or position != current:
                 raise ContestError("stale_question")
             item = attempt.items[position]
-            question = await self._question(uow, item.question_id)
+            # Graded against the bank as it is now (an import may have fixed a key); the
+            # cache only serves the text of the next card.
+            graded = await uow.questions.get_many([item.question_id])
+            question = graded[item.question_id]
             correct = item.order[choice] == question.answer
             if not await uow.attempts.record_answer(attempt.id, position, choice, correct, now):
                 raise ContestError("stale_question")

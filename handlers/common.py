@@ -6,6 +6,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy.exc import DBAPIError
 from telegram import CallbackQuery, InlineKeyboardMarkup, Message, Update
 from telegram.error import BadRequest, Forbidden, TelegramError
 from telegram.ext import ContextTypes
@@ -112,7 +113,13 @@ async def on_error(update: object, context: Context) -> None:
     if isinstance(error, Forbidden):
         log.info("user blocked the bot")
         return
-    log.error("update failed: %s", type(error).__name__, exc_info=error)
+    if isinstance(error, DBAPIError):
+        # Driver messages can quote the row (asyncpg: "Key (phone)=(…) already exists"):
+        # log the kind of failure only, never its details.
+        code = getattr(error.orig, "sqlstate", None) or getattr(error.orig, "pgcode", None)
+        log.error("update failed: %s (%s)", type(error.orig).__name__, code or "no code")
+    else:
+        log.error("update failed: %s", type(error).__name__, exc_info=error)
     if isinstance(update, Update) and update.effective_chat is not None:
         try:
             if update.callback_query is not None:

@@ -6,7 +6,7 @@ import contextlib
 import logging
 from typing import Any
 
-from telegram import InlineKeyboardMarkup, Update
+from telegram import CallbackQuery, InlineKeyboardMarkup, Update
 from telegram.error import TelegramError
 from telegram.ext import BaseHandler, CallbackQueryHandler, CommandHandler
 
@@ -110,6 +110,8 @@ async def answer(update: Update, context: Context) -> None:
         return
     except ContestError as exc:
         await answer_query(query, texts.error(exc.code, **exc.params))
+        if exc.code == "stale_question":
+            await _redraw(query, d, user_id(update), press.attempt_id)
         return
     if outcome.summary is not None:
         await answer_query(query, texts.TIME_UP if outcome.expired else None, alert=outcome.expired)
@@ -118,6 +120,20 @@ async def answer(update: Update, context: Context) -> None:
     assert outcome.next_card is not None
     await answer_query(query)
     text, markup = render_card(d, outcome.next_card)
+    await edit_quick(query, text, markup)
+
+
+async def _redraw(query: CallbackQuery, d: Deps, uid: int, attempt_id: int) -> None:
+    """A press on a card that fell behind (its last edit was lost): show where the attempt
+    really is, so the person can go on."""
+    try:
+        card = await d.service.current_card(uid, attempt_id)
+    except ContestError:
+        return
+    message = query.message
+    if message is None or card.message_id not in (None, message.message_id):
+        return  # the attempt is shown in another message; this one stays as it is
+    text, markup = render_card(d, card)
     await edit_quick(query, text, markup)
 
 

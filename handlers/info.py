@@ -74,6 +74,13 @@ async def results(update: Update, context: Context) -> None:
     await reply(update, texts.results_text(view, d.rules.round1))
 
 
+async def stale_button(update: Update, context: Context) -> None:
+    """A button this version of the bot does not know (an old message, or forged data)."""
+    query = update.callback_query
+    assert query is not None
+    await answer_query(query, texts.error("bad_button"))
+
+
 async def other_message(update: Update, context: Context) -> None:
     """Stickers, photos, unknown commands: say what the bot understands."""
     message = update.message
@@ -85,7 +92,10 @@ async def other_message(update: Update, context: Context) -> None:
 
 def fallbacks() -> list[BaseHandler[Any, Any, Any]]:
     """Registered last: anything no other handler took."""
-    return [MessageHandler(filters.ChatType.PRIVATE & ~filters.UpdateType.EDITED, other_message)]
+    return [
+        MessageHandler(filters.ChatType.PRIVATE & filters.UpdateType.MESSAGE, other_message),
+        CallbackQueryHandler(stale_button),
+    ]
 
 
 def handlers() -> list[BaseHandler[Any, Any, Any]]:

@@ -15,6 +15,9 @@ from handlers import keyboards, texts
 from handlers.callbacks import BadCallback, parse_int, parse_reg
 from handlers.common import Context, answer_query, deps, edit, reply, user_id
 
+# New messages in a private chat: an edited message or a channel post is not an answer.
+PRIVATE_MESSAGE = filters.UpdateType.MESSAGE & filters.ChatType.PRIVATE
+
 
 def prompt(view: RegistrationView) -> tuple[str, object]:
     """The question (and its keyboard) for the step the draft is at."""
@@ -212,6 +215,6 @@ def handlers() -> list[BaseHandler[Any, Any, Any]]:
         CommandHandler("dangky", start_registration),
         CallbackQueryHandler(register_button, pattern=r"^i:reg$"),
         CallbackQueryHandler(on_button, pattern=r"^r:"),
-        MessageHandler(filters.CONTACT, on_contact),
-        MessageHandler(filters.TEXT & ~filters.COMMAND, on_text),
+        MessageHandler(PRIVATE_MESSAGE & filters.CONTACT, on_contact),
+        MessageHandler(PRIVATE_MESSAGE & filters.TEXT & ~filters.COMMAND, on_text),
     ]

@@ -23,9 +23,10 @@ import uuid
 from datetime import datetime
 from typing import Any, Protocol
 
-from telegram.error import Forbidden, TelegramError
+from telegram.error import BadRequest, ChatMigrated, Forbidden, TelegramError
 from telegram.ext import CallbackContext, Job, JobQueue
 
+from contest.ports import Notification
 from contest.services import RESULT_NOTIFICATION, AttemptSummary, ContestService, Warning_
 from scheduler.lease import LeaseGuard
 
@@ -33,6 +34,10 @@ log = logging.getLogger(__name__)
 
 # A late timer must still run: APScheduler's default misfire grace is 1 s.
 JOB_KWARGS: dict[str, Any] = {"misfire_grace_time": None, "coalesce": True}
+# Small batches: results to one chat are paced at one message per second, and a claim
+# must not run out while its batch is still being sent.
+DELIVERY_BATCH = 10
+MAX_TRIES = 5
 
 
 class Notifier(Protocol):
@@ -142,26 +147,40 @@ class DeadlineScheduler:
         await self.deliver()
 
     async def deliver(self) -> int:
-        """Send pending notifications from the outbox; returns how many were sent."""
+        """Send pending notifications from the outbox; returns how many were sent.
+
+        Each notification is handled on its own: one that fails is retried after its
+        claim runs out (up to MAX_TRIES), and never holds back the others.
+        """
         sent = 0
         async with self._delivering:
             while True:
-                batch = await self.service.claim_notifications(self.owner)
+                batch = await self.service.claim_notifications(self.owner, DELIVERY_BATCH)
                 if not batch:
                     return sent
                 for note in batch:
-                    try:
-                        if note.kind == RESULT_NOTIFICATION:
-                            summary = await self.service.attempt_summary(
-                                int(note.payload["attempt_id"])
-                            )
-                            if summary is not None:
-                                await self.notifier.attempt_finished(summary)
-                        await self.service.notification_sent(note.id)
-                        sent += 1
-                    except Forbidden as exc:
-                        await self.service.notification_failed(note.id, str(exc), final=True)
-                    except TelegramError as exc:
-                        log.warning("notification %s failed, will retry: %s", note.id, exc)
-                        await self.service.notification_failed(note.id, str(exc), final=False)
-                        return sent
+                    sent += await self._deliver_one(note)
+
+    async def _deliver_one(self, note: Notification) -> int:
+        try:
+            if note.kind == RESULT_NOTIFICATION:
+                summary = await self.service.attempt_summary(int(note.payload["attempt_id"]))
+                if summary is not None:
+                    await self.notifier.attempt_finished(summary)
+            await self.service.notification_sent(note.id)
+            return 1
+        except (Forbidden, BadRequest, ChatMigrated) as exc:
+            # Blocked, chat gone or moved: sending again would fail again.
+            log.info("notification %s dropped: %s", note.id, type(exc).__name__)
+            await self.service.notification_failed(note.id, str(exc), final=True)
+        except Exception as exc:  # network trouble, 429 after retries, or a bug
+            final = note.tries >= MAX_TRIES
+            log.warning(
+                "notification %s failed (try %d%s): %s",
+                note.id,
+                note.tries,
+                ", giving up" if final else "",
+                type(exc).__name__,
+            )
+            await self.service.notification_failed(note.id, str(exc), final=final)
+        return 0

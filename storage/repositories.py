@@ -628,7 +628,14 @@ class SqlOutbox(SqlRepository):
             )
             if _rowcount(result) == 1:
                 claimed.append(
-                    Notification(row.id, row.key, row.person_id, row.kind, json.loads(row.payload))
+                    Notification(
+                        row.id,
+                        row.key,
+                        row.person_id,
+                        row.kind,
+                        json.loads(row.payload),
+                        (row.tries or 0) + 1,
+                    )
                 )
         return claimed
 

@@ -342,3 +342,50 @@ async def test_question_text_with_html_characters_is_shown_exactly(
         assert "&amp;" in card.text and "</i>" in card.text and "😀" in card.text
     finally:
         await runner.stop()
+
+
+async def test_unknown_button_is_answered(bot: BotRunner, fake_api: FakeBotApi):
+    user = fake_api.user(2013)
+    welcome = await say(user, "/start", "Xin chào")
+    query = await user.press_data("zz:old-build:1", welcome.message_id)
+    answer = await user.wait_callback_answer(query)
+    assert answer.text is not None and "không còn hiệu lực" in answer.text
+
+
+async def test_answers_are_graded_with_the_key_as_imported_now(
+    bot: BotRunner, fake_api: FakeBotApi, rules: ContestRules, clock: ManualClock
+):
+    user = await registered(bot, fake_api, 2014, "0910000014")
+    card = await open_exam(user)
+    attempt_id = (await attempt_rows(engine_of(bot), 2014))[0].id
+    old_label = await correct_label(engine_of(bot), attempt_id, 0)
+    # The organisers fix the key of question 1 from another process (a CLI import).
+    async with engine_of(bot).connect() as conn:
+        question_id = (
+            await conn.execute(
+                select(m.AttemptItemRow.question_id).where(
+                    m.AttemptItemRow.attempt_id == attempt_id, m.AttemptItemRow.position == 0
+                )
+            )
+        ).scalar_one()
+        row = (
+            await conn.execute(select(m.QuestionRow).where(m.QuestionRow.id == question_id))
+        ).one()
+    fixed = QuestionRow(
+        row.topic, row.text, (row.option_a, row.option_b, row.option_c), (row.answer + 1) % 3
+    )
+    other_process = ContestService(SqlUnitOfWorkFactory(engine_of(bot)), clock, rules)
+    await other_process.import_questions([fixed])
+    new_label = await correct_label(engine_of(bot), attempt_id, 0)
+    assert new_label != old_label
+    query = await user.press(new_label, message_id=card.message_id)
+    await user.wait_callback_answer(query)
+    async with engine_of(bot).connect() as conn:
+        correct = (
+            await conn.execute(
+                select(m.AttemptItemRow.correct).where(
+                    m.AttemptItemRow.attempt_id == attempt_id, m.AttemptItemRow.position == 0
+                )
+            )
+        ).scalar_one()
+    assert correct is True

@@ -103,3 +103,22 @@ async def test_blocked_person_does_not_stall_the_outbox(
         await asyncio.sleep(0.05)
     assert len(rows) == 2 and all(r.sent_at is not None for r in rows)
     assert sum(1 for r in rows if r.last_error and "blocked" in r.last_error.lower()) == 1
+
+
+async def test_a_failing_notification_does_not_hold_back_the_others(
+    bot: BotRunner, fake_api: FakeBotApi, clock: ManualClock
+):
+    first = await _open_attempt(bot, fake_api, 3004, "0920000004")
+    second = await _open_attempt(bot, fake_api, 3005, "0920000005")
+    # The first result to go out meets a server error; the other must not wait for it.
+    fake_api.inject_error("sendMessage", 500, times=1)
+    clock.advance(minutes=21)
+    outcomes = await asyncio.gather(
+        *(u.wait_for_new_message(timeout=4, predicate=has("Đã hết")) for u in (first, second)),
+        return_exceptions=True,
+    )
+    # One went out at once; the failed one waits for its retry instead of blocking it.
+    assert sum(1 for o in outcomes if not isinstance(o, BaseException)) == 1
+    async with runtime(bot.app).engine.connect() as conn:
+        rows = (await conn.execute(select(m.OutboxRow.sent_at, m.OutboxRow.tries))).all()
+    assert sorted(r.sent_at is not None for r in rows) == [False, True]
