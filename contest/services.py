@@ -497,9 +497,8 @@ class ContestService:
             item = attempt.items[position]
             # Graded against the bank as it is now (an import may have fixed a key); the
             # cache only serves the text of the next card.
-            graded = await uow.questions.get_many([item.question_id])
-            question = graded[item.question_id]
-            correct = item.order[choice] == question.answer
+            key = await uow.questions.answer_of(item.question_id)
+            correct = item.order[choice] == key
             if not await uow.attempts.record_answer(attempt.id, position, choice, correct, now):
                 raise ContestError("stale_question")
             item.choice, item.correct, item.answered_at = choice, correct, now

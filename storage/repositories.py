@@ -166,6 +166,10 @@ class SqlQuestions(SqlRepository):
         rows = await self.session.scalars(select(m.QuestionRow).where(m.QuestionRow.id.in_(ids)))
         return {r.id: to_question(r) for r in rows}
 
+    async def answer_of(self, question_id: int) -> int | None:
+        conn = await self._connection()
+        return await conn.scalar(_ANSWER_OF, {"question_id": question_id})
+
     async def upsert(self, rows: Sequence[importing.QuestionRow]) -> ImportSummary:
         existing = {r.text_key: r for r in await self.session.scalars(select(m.QuestionRow))}
         created = updated = 0
@@ -275,6 +279,9 @@ ITEMS_TABLE = cast(Table, m.AttemptItemRow.__table__)
 ITEMS = ITEMS_TABLE.c
 
 
+_ANSWER_OF = select(m.QuestionRow.__table__.c.answer).where(
+    m.QuestionRow.__table__.c.id == bindparam("question_id")
+)
 _GET_ATTEMPT = select(ATTEMPTS).where(ATTEMPTS.c.id == bindparam("attempt_id"))
 _OWNED_ATTEMPT = (
     select(ATTEMPTS)

@@ -167,6 +167,11 @@ class FakeQuestions(_Repo):
         await _yield()
         return sorted(self.db.questions.values(), key=lambda q: q.id)
 
+    async def answer_of(self, question_id: int) -> int | None:
+        await _yield()
+        question = self.db.questions.get(question_id)
+        return question.answer if question else None
+
     async def get_many(self, ids: Sequence[int]) -> dict[int, Question]:
         await _yield()
         return {i: self.db.questions[i] for i in ids if i in self.db.questions}
