@@ -279,6 +279,36 @@ ITEMS_TABLE = cast(Table, m.AttemptItemRow.__table__)
 ITEMS = ITEMS_TABLE.c
 
 
+_RESULT_COLUMNS = (
+    ATTEMPTS.c.id,
+    ATTEMPTS.c.person_id,
+    ATTEMPTS.c.number,
+    ATTEMPTS.c.correct_count,
+    ATTEMPTS.c.question_count,
+    ATTEMPTS.c.duration_seconds,
+    ATTEMPTS.c.finished_at,
+    ATTEMPTS.c.status,
+)
+
+
+def _finished_in(round: int) -> tuple[Any, ...]:
+    return (ATTEMPTS.c.round == round, ATTEMPTS.c.status != IN_PROGRESS)
+
+
+def _result_of(row: Any, round: int) -> AttemptResult:
+    return AttemptResult(
+        row.id,
+        row.person_id,
+        round,
+        row.number,
+        row.correct_count,
+        row.question_count,
+        row.duration_seconds or 0.0,
+        row.finished_at,
+        AttemptStatus(row.status),
+    )
+
+
 _ANSWER_OF = select(m.QuestionRow.__table__.c.answer).where(
     m.QuestionRow.__table__.c.id == bindparam("question_id")
 )
@@ -440,30 +470,10 @@ class SqlAttempts(SqlRepository):
         return [to_result(r) for r in rows]
 
     async def results(self, round: int) -> list[AttemptResult]:
-        stmt = select(
-            m.AttemptRow.id,
-            m.AttemptRow.person_id,
-            m.AttemptRow.number,
-            m.AttemptRow.correct_count,
-            m.AttemptRow.question_count,
-            m.AttemptRow.duration_seconds,
-            m.AttemptRow.finished_at,
-            m.AttemptRow.status,
-        ).where(m.AttemptRow.round == round, m.AttemptRow.status != IN_PROGRESS)
-        return [
-            AttemptResult(
-                r.id,
-                r.person_id,
-                round,
-                r.number,
-                r.correct_count,
-                r.question_count,
-                r.duration_seconds or 0.0,
-                r.finished_at,
-                AttemptStatus(r.status),
-            )
-            for r in await self.session.execute(stmt)
-        ]
+        """Every finished attempt of a round."""
+        conn = await self._connection()
+        rows = await conn.execute(select(*_RESULT_COLUMNS).where(*_finished_in(round)))
+        return [_result_of(r, round) for r in rows]
 
     async def best_results(self, round: int) -> list[AttemptResult]:
         """Each person's counting attempt, chosen in SQL (most correct, shorter time, earlier
@@ -477,37 +487,10 @@ class SqlAttempts(SqlRepository):
             )
             .label("pick")
         )
-        inner = (
-            select(
-                a.id,
-                a.person_id,
-                a.number,
-                a.correct_count,
-                a.question_count,
-                a.duration_seconds,
-                a.finished_at,
-                a.status,
-                pick,
-            )
-            .where(a.round == round, a.status != IN_PROGRESS)
-            .subquery()
-        )
+        inner = select(*_RESULT_COLUMNS, pick).where(*_finished_in(round)).subquery()
         conn = await self._connection()
         rows = await conn.execute(select(inner).where(inner.c.pick == 1))
-        return [
-            AttemptResult(
-                r.id,
-                r.person_id,
-                round,
-                r.number,
-                r.correct_count,
-                r.question_count,
-                r.duration_seconds or 0.0,
-                r.finished_at,
-                AttemptStatus(r.status),
-            )
-            for r in rows
-        ]
+        return [_result_of(r, round) for r in rows]
 
     async def record_answer(
         self, attempt_id: int, position: int, choice: int, correct: bool, now: datetime
