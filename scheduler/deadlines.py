@@ -155,6 +155,11 @@ class DeadlineScheduler:
         sent = 0
         async with self._delivering:
             while True:
+                if self.lease.holding:
+                    # A long delivery keeps the lease alive, and stops if it was lost.
+                    held, _ = await self.lease.renew()
+                    if not held:
+                        return sent
                 batch = await self.service.claim_notifications(self.owner, DELIVERY_BATCH)
                 if not batch:
                     return sent
