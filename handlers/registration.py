@@ -10,7 +10,7 @@ from telegram.ext import BaseHandler, CallbackQueryHandler, CommandHandler, Mess
 from contest.errors import ContestError
 from contest.model import Group, Position, UnitKind
 from contest.registration import Step
-from contest.services import RegistrationView
+from contest.services import ExamState, RegistrationView
 from handlers import keyboards, texts
 from handlers.callbacks import BadCallback, parse_int, parse_reg
 from handlers.common import Context, answer_query, deps, edit, reply, user_id
@@ -83,8 +83,6 @@ async def on_text(update: Update, context: Context) -> None:
 
 
 async def _outside_registration_hint(uid: int, context: Context) -> str:
-    from contest.services import ExamState
-
     status = await deps(context).service.exam_status(uid)
     if status.state is ExamState.IN_PROGRESS:
         return texts.USE_ANSWER_BUTTONS
