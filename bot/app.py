@@ -24,6 +24,7 @@ from scheduler.deadlines import DeadlineScheduler, process_name
 from scheduler.lease import LeaseGuard
 from scheduler.throttle import SendThrottle
 from storage.db import create_engine
+from storage.presses import DriverPressStores
 from storage.schema import migrate
 from storage.uow import SqlUnitOfWorkFactory
 
@@ -56,6 +57,7 @@ class Runtime:
     deadlines: DeadlineScheduler
     bulk_bot: Bot
     lease: LeaseGuard
+    presses: DriverPressStores | None
 
 
 def file_url(api_url: str) -> str:
@@ -93,7 +95,8 @@ def build_application(
 
     clock = clock or SystemClock()
     engine = engine or create_engine(settings.database_url)
-    service = ContestService(SqlUnitOfWorkFactory(engine), clock, rules)
+    presses = DriverPressStores(engine) if DriverPressStores.supports(engine) else None
+    service = ContestService(SqlUnitOfWorkFactory(engine), clock, rules, presses=presses)
     assert app.job_queue is not None, "python-telegram-bot[job-queue] is required"
     # Messages the bot sends on its own use a Bot of their own: own pool, own pace.
     bulk_bot = Bot(
@@ -113,7 +116,7 @@ def build_application(
     )
     service.timer = deadlines
     app.bot_data[DEPS_KEY] = Deps(service, rules, clock, settings.admin_ids)
-    app.bot_data[RUNTIME_KEY] = Runtime(engine, service, deadlines, bulk_bot, lease)
+    app.bot_data[RUNTIME_KEY] = Runtime(engine, service, deadlines, bulk_bot, lease, presses)
 
     for module in (info, registration, exam):
         for handler in module.handlers():
@@ -150,6 +153,8 @@ async def _post_shutdown(app: Application[Any, Any, Any, Any, Any, Any]) -> None
         await rt.lease.release()
     finally:
         await rt.bulk_bot.shutdown()
+        if rt.presses is not None:
+            rt.presses.close()
         await rt.engine.dispose()
 
 
@@ -181,6 +186,8 @@ async def close_requests(app: Application[Any, Any, Any, Any, Any, Any]) -> None
     rt = runtime(app)
     for request in (*app.bot._request, rt.bulk_bot.request):
         await request.shutdown()
+    if rt.presses is not None:
+        rt.presses.close()
     await rt.engine.dispose()
 
 

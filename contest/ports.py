@@ -166,6 +166,100 @@ class UnitOfWorkFactory(Protocol):
     def __call__(self, *, write: bool = ...) -> UnitOfWork: ...
 
 
+class AttemptFinisher(Protocol):
+    """What finishing an attempt needs: the compare-and-set, then the person's results."""
+
+    async def finish(
+        self,
+        attempt_id: int,
+        status: AttemptStatus,
+        finished_at: datetime,
+        correct: int,
+        duration_seconds: float,
+    ) -> bool: ...
+    async def results_for(self, person_id: int, round: int) -> list[AttemptResult]: ...
+    async def count_for(self, person_id: int, round: int) -> int: ...
+
+
+class PressStore(AttemptFinisher, Protocol):
+    """The answer path's own transaction: ``async with`` opens it for writing; leaving
+    without ``commit()`` rolls back. An implementation may run it closer to the database
+    driver than a full unit of work, since a contest peaks on this one request."""
+
+    async def __aenter__(self) -> PressStore: ...
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+    async def owned(self, attempt_id: int, telegram_id: int) -> Attempt | None:
+        """The attempt, if it belongs to this Telegram account, locked until the end of the
+        transaction."""
+        ...
+
+    async def answer_of(self, question_id: int) -> int | None: ...
+    async def record_answer(
+        self, attempt_id: int, position: int, choice: int, correct: bool, now: datetime
+    ) -> bool: ...
+    async def commit(self) -> None: ...
+
+
+class PressStoreFactory(Protocol):
+    def __call__(self) -> PressStore: ...
+
+
+class UnitOfWorkPresses:
+    """A press store over a unit of work: the default, for any ``UnitOfWorkFactory``."""
+
+    def __init__(self, uow: UnitOfWork) -> None:
+        self._uow = uow
+
+    async def __aenter__(self) -> UnitOfWorkPresses:
+        await self._uow.__aenter__()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._uow.__aexit__(exc_type, exc, tb)
+
+    async def owned(self, attempt_id: int, telegram_id: int) -> Attempt | None:
+        return await self._uow.attempts.owned(attempt_id, telegram_id, lock=True)
+
+    async def answer_of(self, question_id: int) -> int | None:
+        return await self._uow.questions.answer_of(question_id)
+
+    async def record_answer(
+        self, attempt_id: int, position: int, choice: int, correct: bool, now: datetime
+    ) -> bool:
+        return await self._uow.attempts.record_answer(attempt_id, position, choice, correct, now)
+
+    async def finish(
+        self,
+        attempt_id: int,
+        status: AttemptStatus,
+        finished_at: datetime,
+        correct: int,
+        duration_seconds: float,
+    ) -> bool:
+        return await self._uow.attempts.finish(
+            attempt_id, status, finished_at, correct, duration_seconds
+        )
+
+    async def results_for(self, person_id: int, round: int) -> list[AttemptResult]:
+        return await self._uow.attempts.results_for(person_id, round)
+
+    async def count_for(self, person_id: int, round: int) -> int:
+        return await self._uow.attempts.count_for(person_id, round)
+
+    async def commit(self) -> None:
+        await self._uow.commit()
+
+
 class AttemptTimer(Protocol):
     """Schedules the deadline (and its warnings) of an attempt; only an optimisation."""
 

@@ -26,12 +26,15 @@ from contest.model import (
     UnitKind,
 )
 from contest.ports import (
+    AttemptFinisher,
     AttemptTimer,
     ImportSummary,
     Notification,
     NullTimer,
+    PressStoreFactory,
     UnitOfWork,
     UnitOfWorkFactory,
+    UnitOfWorkPresses,
     UnitPage,
 )
 from contest.registration import (
@@ -159,8 +162,12 @@ class ContestService:
         *,
         rng: random.Random | None = None,
         timer: AttemptTimer | None = None,
+        presses: PressStoreFactory | None = None,
     ) -> None:
         self.uow = uow
+        # Answers run in a press store of their own (see ``answer``); by default one over a
+        # unit of work.
+        self.presses: PressStoreFactory = presses or (lambda: UnitOfWorkPresses(uow()))
         self.clock = clock
         self.rules = rules
         self.rng = rng or random.SystemRandom()
@@ -476,40 +483,58 @@ class ContestService:
     async def answer(
         self, telegram_id: int, attempt_id: int, position: int, choice: int
     ) -> AnswerOutcome:
-        """Record one answer durably; it is committed before this returns."""
+        """Record one answer durably; it is committed before this returns.
+
+        A press in time runs in a press store, the answer path's lean transaction, and
+        finishes the attempt there when it answers the last question. A press after the
+        deadline goes through a full unit of work, which closes the attempt.
+        """
         if not 0 <= choice < 3:
             raise ContestError("stale_question")
+        async with self.presses() as store:
+            now = self.clock.now()
+            attempt = await store.owned(attempt_id, telegram_id)
+            if attempt is None:
+                raise ContestError("foreign_attempt")
+            if attempt.finished:
+                raise ContestError("attempt_finished")
+            if not attempt.expired_at(now):
+                current = attempt.current_position()
+                if current is None or position != current:
+                    raise ContestError("stale_question")
+                item = attempt.items[position]
+                # Graded against the bank as it is now (an import may have fixed a key);
+                # the cache only serves the text of the next card.
+                key = await store.answer_of(item.question_id)
+                correct = item.order[choice] == key
+                if not await store.record_answer(attempt.id, position, choice, correct, now):
+                    raise ContestError("stale_question")
+                item.choice, item.correct, item.answered_at = choice, correct, now
+                if attempt.current_position() is not None:
+                    await store.commit()
+                    return AnswerOutcome(next_card=await self._card(None, attempt, now))
+                status = AttemptStatus.SUBMITTED
+                if not await self._mark_finished(store, attempt, status, now):
+                    raise ContestError("attempt_finished")
+                summary = await self._summary_of(store, attempt, telegram_id)
+                await store.commit()
+                self.timer.disarm(attempt.id)
+                return AnswerOutcome(summary=summary)
+        return await self._answer_late(telegram_id, attempt_id)
+
+    async def _answer_late(self, telegram_id: int, attempt_id: int) -> AnswerOutcome:
+        """A press after the deadline: close the attempt (unless someone just did)."""
         async with self.uow() as uow:
             now = self.clock.now()
             attempt = await self._own_attempt(uow, telegram_id, attempt_id, lock=True)
-            if attempt.finished:
+            if attempt.finished or not attempt.expired_at(now):
                 raise ContestError("attempt_finished")
-            if attempt.expired_at(now):
-                summary = await self._finish(uow, attempt, AttemptStatus.EXPIRED, now)
-                await uow.commit()
-                if summary is None:
-                    raise ContestError("attempt_finished")
-                self.timer.disarm(attempt.id)
-                return AnswerOutcome(summary=summary, expired=True)
-            current = attempt.current_position()
-            if current is None or position != current:
-                raise ContestError("stale_question")
-            item = attempt.items[position]
-            # Graded against the bank as it is now (an import may have fixed a key); the
-            # cache only serves the text of the next card.
-            key = await uow.questions.answer_of(item.question_id)
-            correct = item.order[choice] == key
-            if not await uow.attempts.record_answer(attempt.id, position, choice, correct, now):
-                raise ContestError("stale_question")
-            item.choice, item.correct, item.answered_at = choice, correct, now
-            if attempt.current_position() is None:
-                summary = await self._finish(uow, attempt, AttemptStatus.SUBMITTED, now)
-                await uow.commit()
-                self.timer.disarm(attempt.id)
-                return AnswerOutcome(summary=summary)
-            card = await self._card(uow, attempt, now)
+            summary = await self._finish(uow, attempt, AttemptStatus.EXPIRED, now)
             await uow.commit()
-            return AnswerOutcome(next_card=card)
+        if summary is None:
+            raise ContestError("attempt_finished")
+        self.timer.disarm(attempt.id)
+        return AnswerOutcome(summary=summary, expired=True)
 
     async def results(self, telegram_id: int, round_number: int = 1) -> ResultsView:
         async with self.uow(write=False) as uow:
@@ -661,17 +686,23 @@ class ContestService:
             raise ContestError("foreign_attempt")
         return attempt
 
-    async def _question(self, uow: UnitOfWork, question_id: int) -> Question:
-        """A question from the cache, refreshed every QUESTION_CACHE_SECONDS or on a miss."""
+    async def _question(self, uow: UnitOfWork | None, question_id: int) -> Question:
+        """A question from the cache, refreshed every QUESTION_CACHE_SECONDS or on a miss
+        (through ``uow``, or a reading unit of work of its own)."""
         now = self.clock.now()
         loaded = self._questions_loaded_at
         stale = loaded is None or not 0 <= (now - loaded).total_seconds() < QUESTION_CACHE_SECONDS
         if stale or question_id not in self._questions:
-            self._questions = {q.id: q for q in await uow.questions.catalog(include_inactive=True)}
+            if uow is None:
+                async with self.uow(write=False) as reading:
+                    catalog = await reading.questions.catalog(include_inactive=True)
+            else:
+                catalog = await uow.questions.catalog(include_inactive=True)
+            self._questions = {q.id: q for q in catalog}
             self._questions_loaded_at = now
         return self._questions[question_id]
 
-    async def _card(self, uow: UnitOfWork, attempt: Attempt, now: datetime) -> ExamCard:
+    async def _card(self, uow: UnitOfWork | None, attempt: Attempt, now: datetime) -> ExamCard:
         position = attempt.current_position()
         if position is None:
             raise ContestError("attempt_finished")
@@ -702,16 +733,8 @@ class ContestService:
         notify: bool = False,
     ) -> AttemptSummary | None:
         """Compare-and-set the attempt to finished; None when another path already did."""
-        correct = sum(1 for item in attempt.items if item.correct)
-        if status is AttemptStatus.EXPIRED:
-            finished_at = attempt.deadline_at
-        else:
-            finished_at = min(now, attempt.deadline_at)
-        duration = (finished_at - attempt.started_at).total_seconds()
-        if not await uow.attempts.finish(attempt.id, status, finished_at, correct, duration):
+        if not await self._mark_finished(uow.attempts, attempt, status, now):
             return None
-        attempt.status, attempt.finished_at = status, finished_at
-        attempt.correct_count, attempt.duration_seconds = correct, duration
         if notify:
             await uow.outbox.add(
                 f"{RESULT_NOTIFICATION}:{attempt.id}",
@@ -722,18 +745,40 @@ class ContestService:
             )
         return await self._summary(uow, attempt)
 
+    @staticmethod
+    async def _mark_finished(
+        attempts: AttemptFinisher, attempt: Attempt, status: AttemptStatus, now: datetime
+    ) -> bool:
+        """The compare-and-set itself; on success ``attempt`` shows the result."""
+        correct = sum(1 for item in attempt.items if item.correct)
+        if status is AttemptStatus.EXPIRED:
+            finished_at = attempt.deadline_at
+        else:
+            finished_at = min(now, attempt.deadline_at)
+        duration = (finished_at - attempt.started_at).total_seconds()
+        if not await attempts.finish(attempt.id, status, finished_at, correct, duration):
+            return False
+        attempt.status, attempt.finished_at = status, finished_at
+        attempt.correct_count, attempt.duration_seconds = correct, duration
+        return True
+
     async def _summary(self, uow: UnitOfWork, attempt: Attempt) -> AttemptSummary:
-        results = await uow.attempts.results_for(attempt.person_id, attempt.round)
-        this = next(r for r in results if r.attempt_id == attempt.id)
-        best = best_result(results) or this
         person = await uow.persons.get(attempt.person_id)
         assert person is not None
+        return await self._summary_of(uow.attempts, attempt, person.telegram_id)
+
+    async def _summary_of(
+        self, attempts: AttemptFinisher, attempt: Attempt, telegram_id: int
+    ) -> AttemptSummary:
+        results = await attempts.results_for(attempt.person_id, attempt.round)
+        this = next(r for r in results if r.attempt_id == attempt.id)
+        best = best_result(results) or this
         return AttemptSummary(
             result=this,
             best=best,
-            attempts_used=await uow.attempts.count_for(attempt.person_id, attempt.round),
+            attempts_used=await attempts.count_for(attempt.person_id, attempt.round),
             attempts_allowed=self._round(attempt.round).attempts,
-            telegram_id=person.telegram_id,
+            telegram_id=telegram_id,
             chat_id=attempt.chat_id,
             message_id=attempt.message_id,
         )

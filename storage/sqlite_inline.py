@@ -92,6 +92,17 @@ class InlineConnection:
         self._conn: sqlite3.Connection | None = connection
         self._tx = _ImmediateQueue()
 
+    @staticmethod
+    def open(database: str) -> sqlite3.Connection:
+        """A plain ``sqlite3`` connection to ``database`` (a path or a ``file:`` URI) in
+        autocommit mode: BEGIN is emitted by whoever uses it."""
+        return sqlite3.connect(
+            database,
+            isolation_level=None,
+            check_same_thread=False,
+            uri=database.startswith("file:"),
+        )
+
     @property
     def _connection(self) -> sqlite3.Connection | None:
         return self._conn
@@ -139,12 +150,6 @@ def inline_creator(database: str) -> Callable[[], Any]:
     """An ``async_creator`` for ``create_async_engine`` opening ``database`` inline."""
 
     async def connect() -> InlineConnection:
-        connection = sqlite3.connect(
-            database,
-            isolation_level=None,
-            check_same_thread=False,
-            uri=database.startswith("file:"),
-        )
-        return InlineConnection(connection)
+        return InlineConnection(InlineConnection.open(database))
 
     return connect

@@ -1,0 +1,410 @@
+"""The answer path on the database driver itself.
+
+Every A/B/C press is one short write transaction: read the attempt with its items, read the
+answer key, record the answer with a compare-and-set. Through SQLAlchemy's asyncio layer
+(session, greenlet hand-offs, result processing) those few statements cost about ten times
+what the database spends on them, and the press is the request a contest peaks on. So this
+module runs them on the driver connection: ``sqlite3`` for SQLite (on a connection of its
+own, used under the process's writer lock) and ``asyncpg`` for PostgreSQL (a connection
+from the engine's pool, the attempt row locked ``FOR UPDATE``).
+
+The statements read and write exactly what the SQLAlchemy models store (naive UTC times,
+SQLite's ``YYYY-MM-DD HH:MM:SS.ffffff`` text), so both paths share one database. Everything
+else, finishing an attempt included, stays on the unit of work (``storage.uow``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import sqlite3
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.util import greenlet_spawn
+
+from contest.model import Attempt, AttemptItem, AttemptResult, AttemptStatus
+from storage.db import configure_sqlite_connection, writer_lock
+from storage.sqlite_inline import InlineConnection
+
+_ATTEMPT_COLUMNS = (
+    "a.id, a.person_id, a.round, a.number, a.started_at, a.deadline_at, a.status, "
+    "a.finished_at, a.correct_count, a.duration_seconds, a.warned, a.chat_id, a.message_id"
+)
+OWNED = (
+    f"SELECT {_ATTEMPT_COLUMNS} FROM attempts a JOIN persons p ON p.id = a.person_id "
+    "WHERE a.id = :attempt_id AND p.telegram_id = :telegram_id"
+)
+ITEMS = (
+    "SELECT position, question_id, option_order, choice, correct, answered_at "
+    "FROM attempt_items WHERE attempt_id = :attempt_id ORDER BY position"
+)
+ANSWER_OF = "SELECT answer FROM questions WHERE id = :question_id"
+RECORD_ANSWER = (
+    "UPDATE attempt_items SET choice = :choice, correct = :correct, answered_at = :answered_at "
+    "WHERE attempt_id = :attempt_id AND position = :position AND choice IS NULL"
+)
+
+FINISH = (
+    "UPDATE attempts SET status = :status, finished_at = :finished_at, "
+    "correct_count = :correct, duration_seconds = :duration "
+    "WHERE id = :attempt_id AND status = 'in_progress'"
+)
+RESULTS_FOR = (
+    "SELECT id, person_id, round, number, correct_count, question_count, duration_seconds, "
+    "finished_at, status FROM attempts "
+    "WHERE person_id = :person_id AND round = :round AND status <> 'in_progress'"
+)
+COUNT_FOR = "SELECT count(*) FROM attempts WHERE person_id = :person_id AND round = :round"
+
+SQLITE_TIME_FORMAT = "%Y-%m-%d %H:%M:%S.%f"  # what SQLAlchemy's SQLite DateTime stores
+
+
+def numbered(sql: str) -> tuple[str, tuple[str, ...]]:
+    """``:name`` parameters to asyncpg's ``$1``, ``$2``…; returns the SQL and the names in
+    order."""
+    names: list[str] = []
+
+    def number(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in names:
+            names.append(name)
+        return f"${names.index(name) + 1}"
+
+    return re.sub(r":([a-z_]+)", number, sql), tuple(names)
+
+
+def _utc_naive(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        raise ValueError("naive datetime given to a UTC column")
+    return value.astimezone(UTC).replace(tzinfo=None)
+
+
+def _attempt(row: Any, items: list[AttemptItem], when: Any) -> Attempt:
+    return Attempt(
+        id=row[0],
+        person_id=row[1],
+        round=row[2],
+        number=row[3],
+        started_at=when(row[4]),
+        deadline_at=when(row[5]),
+        status=AttemptStatus(row[6]),
+        finished_at=when(row[7]),
+        correct_count=row[8],
+        duration_seconds=row[9],
+        warned=row[10],
+        chat_id=row[11],
+        message_id=row[12],
+        items=items,
+    )
+
+
+def _items(rows: Any, when: Any) -> list[AttemptItem]:
+    return [
+        AttemptItem(
+            position=position,
+            question_id=question_id,
+            order=(int(order[0]), int(order[1]), int(order[2])),
+            choice=choice,
+            correct=None if correct is None else bool(correct),
+            answered_at=when(answered_at),
+        )
+        for position, question_id, order, choice, correct, answered_at in rows
+    ]
+
+
+def _results(rows: Any, when: Any) -> list[AttemptResult]:
+    return [
+        AttemptResult(
+            attempt_id=row[0],
+            person_id=row[1],
+            round=row[2],
+            number=row[3],
+            correct=row[4],
+            total=row[5],
+            duration_seconds=row[6] or 0.0,
+            finished_at=when(row[7]),
+            status=AttemptStatus(row[8]),
+        )
+        for row in rows
+    ]
+
+
+def _sqlite_time(value: str | None) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(value).replace(tzinfo=UTC)
+
+
+def _pg_time(value: datetime | None) -> datetime | None:
+    return None if value is None else value.replace(tzinfo=UTC)
+
+
+class SqlitePresses:
+    """One press's transaction on a SQLite connection kept for the answer path.
+
+    The process's writer lock is held for the whole transaction, so the one connection is
+    never used by two presses at once; ``BEGIN IMMEDIATE`` keeps other processes out.
+    """
+
+    def __init__(self, factory: DriverPressStores) -> None:
+        self._factory = factory
+        self._db: sqlite3.Connection | None = None
+
+    async def __aenter__(self) -> SqlitePresses:
+        lock = self._factory.lock
+        assert lock is not None
+        await lock.acquire()
+        try:
+            db = self._factory.sqlite_connection()
+            db.execute("BEGIN IMMEDIATE")
+        except BaseException:
+            lock.release()
+            raise
+        self._db = db
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        db, self._db = self._db, None
+        lock = self._factory.lock
+        assert lock is not None
+        try:
+            if db is not None and db.in_transaction:
+                db.rollback()
+        finally:
+            lock.release()
+
+    def _live(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise RuntimeError("the press transaction is over")
+        return self._db
+
+    async def owned(self, attempt_id: int, telegram_id: int) -> Attempt | None:
+        db = self._live()
+        row = db.execute(OWNED, {"attempt_id": attempt_id, "telegram_id": telegram_id}).fetchone()
+        if row is None:
+            return None
+        rows = db.execute(ITEMS, {"attempt_id": attempt_id}).fetchall()
+        return _attempt(row, _items(rows, _sqlite_time), _sqlite_time)
+
+    async def answer_of(self, question_id: int) -> int | None:
+        row = self._live().execute(ANSWER_OF, {"question_id": question_id}).fetchone()
+        return None if row is None else int(row[0])
+
+    async def record_answer(
+        self, attempt_id: int, position: int, choice: int, correct: bool, now: datetime
+    ) -> bool:
+        cursor = self._live().execute(
+            RECORD_ANSWER,
+            {
+                "attempt_id": attempt_id,
+                "position": position,
+                "choice": choice,
+                "correct": int(correct),
+                "answered_at": _utc_naive(now).strftime(SQLITE_TIME_FORMAT),
+            },
+        )
+        return cursor.rowcount == 1
+
+    async def finish(
+        self,
+        attempt_id: int,
+        status: AttemptStatus,
+        finished_at: datetime,
+        correct: int,
+        duration_seconds: float,
+    ) -> bool:
+        cursor = self._live().execute(
+            FINISH,
+            {
+                "attempt_id": attempt_id,
+                "status": status.value,
+                "finished_at": _utc_naive(finished_at).strftime(SQLITE_TIME_FORMAT),
+                "correct": correct,
+                "duration": duration_seconds,
+            },
+        )
+        return cursor.rowcount == 1
+
+    async def results_for(self, person_id: int, round: int) -> list[AttemptResult]:
+        rows = self._live().execute(RESULTS_FOR, {"person_id": person_id, "round": round})
+        return _results(rows.fetchall(), _sqlite_time)
+
+    async def count_for(self, person_id: int, round: int) -> int:
+        row = self._live().execute(COUNT_FOR, {"person_id": person_id, "round": round})
+        return int(row.fetchone()[0])
+
+    async def commit(self) -> None:
+        self._live().commit()
+
+
+class _Numbered:
+    """A statement in asyncpg's numbered style."""
+
+    __slots__ = ("names", "sql")
+
+    def __init__(self, sql: str) -> None:
+        self.sql, self.names = numbered(sql)
+
+    def args(self, params: dict[str, Any]) -> list[Any]:
+        return [params[name] for name in self.names]
+
+
+_PG_OWNED = _Numbered(OWNED + " FOR UPDATE OF a")
+_PG_ITEMS = _Numbered(ITEMS)
+_PG_ANSWER_OF = _Numbered(ANSWER_OF)
+_PG_RECORD_ANSWER = _Numbered(RECORD_ANSWER)
+_PG_FINISH = _Numbered(FINISH)
+_PG_RESULTS_FOR = _Numbered(RESULTS_FOR)
+_PG_COUNT_FOR = _Numbered(COUNT_FOR)
+
+
+def _updated(status: object) -> int:
+    """Rows an asyncpg ``execute`` changed, from its status line ("UPDATE 1")."""
+    return int(str(status).split()[-1])
+
+
+class PostgresPresses:
+    """One press's transaction on an asyncpg connection from the engine's pool."""
+
+    def __init__(self, factory: DriverPressStores) -> None:
+        self._engine = factory.engine
+        self._raw: Any = None
+        self._conn: Any = None
+
+    async def __aenter__(self) -> PostgresPresses:
+        raw = await self._engine.raw_connection()
+        try:
+            conn: Any = raw.driver_connection
+            await conn.execute("BEGIN")
+        except BaseException:
+            await greenlet_spawn(raw.invalidate)
+            raise
+        self._raw, self._conn = raw, conn
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        raw, conn = self._raw, self._conn
+        self._raw = self._conn = None
+        if raw is None:
+            return
+        try:
+            if conn.is_in_transaction():
+                await conn.execute("ROLLBACK")
+        except BaseException:
+            # Never hand a connection in an unknown state back to the pool.
+            await greenlet_spawn(raw.invalidate)
+            raise
+        await greenlet_spawn(raw.close)
+
+    def _live(self) -> Any:
+        if self._conn is None:
+            raise RuntimeError("the press transaction is over")
+        return self._conn
+
+    async def owned(self, attempt_id: int, telegram_id: int) -> Attempt | None:
+        conn = self._live()
+        params = {"attempt_id": attempt_id, "telegram_id": telegram_id}
+        row = await conn.fetchrow(_PG_OWNED.sql, *_PG_OWNED.args(params))
+        if row is None:
+            return None
+        rows = await conn.fetch(_PG_ITEMS.sql, attempt_id)
+        return _attempt(row, _items(rows, _pg_time), _pg_time)
+
+    async def answer_of(self, question_id: int) -> int | None:
+        value = await self._live().fetchval(_PG_ANSWER_OF.sql, question_id)
+        return None if value is None else int(value)
+
+    async def record_answer(
+        self, attempt_id: int, position: int, choice: int, correct: bool, now: datetime
+    ) -> bool:
+        params = {
+            "attempt_id": attempt_id,
+            "position": position,
+            "choice": choice,
+            "correct": correct,
+            "answered_at": _utc_naive(now),
+        }
+        status = await self._live().execute(_PG_RECORD_ANSWER.sql, *_PG_RECORD_ANSWER.args(params))
+        return _updated(status) == 1
+
+    async def finish(
+        self,
+        attempt_id: int,
+        status: AttemptStatus,
+        finished_at: datetime,
+        correct: int,
+        duration_seconds: float,
+    ) -> bool:
+        params = {
+            "attempt_id": attempt_id,
+            "status": status.value,
+            "finished_at": _utc_naive(finished_at),
+            "correct": correct,
+            "duration": duration_seconds,
+        }
+        status_line = await self._live().execute(_PG_FINISH.sql, *_PG_FINISH.args(params))
+        return _updated(status_line) == 1
+
+    async def results_for(self, person_id: int, round: int) -> list[AttemptResult]:
+        params = {"person_id": person_id, "round": round}
+        rows = await self._live().fetch(_PG_RESULTS_FOR.sql, *_PG_RESULTS_FOR.args(params))
+        return _results(rows, _pg_time)
+
+    async def count_for(self, person_id: int, round: int) -> int:
+        params = {"person_id": person_id, "round": round}
+        return int(await self._live().fetchval(_PG_COUNT_FOR.sql, *_PG_COUNT_FOR.args(params)))
+
+    async def commit(self) -> None:
+        await self._live().execute("COMMIT")
+
+
+class DriverPressStores:
+    """Opens press transactions on the engine's database (``ContestService(presses=...)``).
+
+    ``close()`` closes the SQLite connection kept for the answer path.
+    """
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self.dialect = engine.dialect.name
+        self.lock: asyncio.Lock | None = writer_lock(engine)
+        self._sqlite: sqlite3.Connection | None = None
+
+    @staticmethod
+    def supports(engine: AsyncEngine) -> bool:
+        """SQLite files opened inline (``storage.sqlite_inline``) and PostgreSQL on asyncpg."""
+        url = engine.url
+        if engine.dialect.name == "postgresql":
+            return url.get_driver_name() == "asyncpg"
+        return engine.dialect.name == "sqlite" and url.database not in (None, "", ":memory:")
+
+    def __call__(self) -> SqlitePresses | PostgresPresses:
+        if self.dialect == "sqlite":
+            return SqlitePresses(self)
+        return PostgresPresses(self)
+
+    def sqlite_connection(self) -> sqlite3.Connection:
+        if self._sqlite is None:
+            database = make_url(self.engine.url).database
+            assert database
+            connection = InlineConnection.open(database)
+            configure_sqlite_connection(connection)
+            self._sqlite = connection
+        return self._sqlite
+
+    def close(self) -> None:
+        if self._sqlite is not None:
+            self._sqlite.close()
+            self._sqlite = None
