@@ -103,6 +103,8 @@ class AttemptRepository(Protocol):
         started_at: datetime,
         deadline_at: datetime,
         items: Sequence[AttemptItem],
+        chat_id: int | None = None,
+        message_id: int | None = None,
     ) -> Attempt: ...
     async def get(self, attempt_id: int, *, lock: bool = False) -> Attempt | None: ...
     async def owned(

@@ -151,6 +151,14 @@ class Warning_:
 # ---------------------------------------------------------------- service
 
 
+def _closed(attempt: Attempt) -> ContestError:
+    """Why a press on a finished attempt is refused: its time ran out (whoever closed it:
+    the deadline job, or this press), or it was submitted."""
+    if attempt.status is AttemptStatus.EXPIRED:
+        return ContestError("time_up")
+    return ContestError("attempt_finished")
+
+
 class ContestService:
     """Every use case of the contest, over a unit of work, a clock and the rules."""
 
@@ -175,6 +183,8 @@ class ContestService:
         # Questions change only by import: a short-lived cache keeps them off the answer path.
         self._questions: dict[int, Question] = {}
         self._questions_loaded_at: datetime | None = None
+        self._active_bank: list[Question] = []
+        self._bank_loaded_at: datetime | None = None
 
     def today(self) -> date:
         return self.clock.now().astimezone(LOCAL_TZ).date()
@@ -425,8 +435,18 @@ class ContestService:
                 return ExamStatus(ExamState.NO_ATTEMPTS_LEFT, rules, used, best)
             return ExamStatus(ExamState.CAN_START, rules, used, best)
 
-    async def start_attempt(self, telegram_id: int, round_number: int = 1) -> ExamCard:
-        """Start a new attempt, or return the open one (never two at once)."""
+    async def start_attempt(
+        self,
+        telegram_id: int,
+        round_number: int = 1,
+        *,
+        shown_in: tuple[int, int] | None = None,
+    ) -> ExamCard:
+        """Start a new attempt, or return the open one (never two at once).
+
+        ``shown_in`` is the (chat, message) a new attempt's card is about to be shown in;
+        it is stored with the attempt, so the deadline can retire that card.
+        """
         rules = self._round(round_number)
         async with self.uow() as uow:
             now = self.clock.now()
@@ -447,7 +467,7 @@ class ContestService:
             if used >= rules.attempts:
                 await uow.commit()
                 raise ContestError("no_attempts_left")
-            bank = await uow.questions.catalog()
+            bank = await self._bank(uow, rules.questions)
             ids = select_questions(bank, rules.questions, self.rng)
             items = [
                 AttemptItem(position=i, question_id=qid, order=shuffled_order(self.rng))
@@ -460,6 +480,8 @@ class ContestService:
                 started_at=now,
                 deadline_at=now + rules.duration,
                 items=items,
+                chat_id=shown_in[0] if shown_in else None,
+                message_id=shown_in[1] if shown_in else None,
             )
             card = await self._card(uow, attempt, now)
             await uow.commit()
@@ -497,7 +519,7 @@ class ContestService:
             if attempt is None:
                 raise ContestError("foreign_attempt")
             if attempt.finished:
-                raise ContestError("attempt_finished")
+                raise _closed(attempt)
             if not attempt.expired_at(now):
                 current = attempt.current_position()
                 if current is None or position != current:
@@ -528,11 +550,11 @@ class ContestService:
             now = self.clock.now()
             attempt = await self._own_attempt(uow, telegram_id, attempt_id, lock=True)
             if attempt.finished or not attempt.expired_at(now):
-                raise ContestError("attempt_finished")
+                raise _closed(attempt)
             summary = await self._finish(uow, attempt, AttemptStatus.EXPIRED, now)
             await uow.commit()
         if summary is None:
-            raise ContestError("attempt_finished")
+            raise ContestError("time_up")
         self.timer.disarm(attempt.id)
         return AnswerOutcome(summary=summary, expired=True)
 
@@ -667,7 +689,7 @@ class ContestService:
         async with self.uow() as uow:
             summary = await uow.questions.upsert(rows)
             await uow.commit()
-        self._questions_loaded_at = None
+        self._questions_loaded_at = self._bank_loaded_at = None
         return summary
 
     async def import_units(self, rows: Sequence[UnitRow]) -> ImportSummary:
@@ -685,6 +707,17 @@ class ContestService:
         if attempt is None:
             raise ContestError("foreign_attempt")
         return attempt
+
+    async def _bank(self, uow: UnitOfWork, needed: int) -> list[Question]:
+        """The active questions to draw from, cached like the questions themselves (read
+        again while the cache holds fewer than ``needed``: a first import may be under way)."""
+        now = self.clock.now()
+        loaded = self._bank_loaded_at
+        stale = loaded is None or not 0 <= (now - loaded).total_seconds() < QUESTION_CACHE_SECONDS
+        if stale or len(self._active_bank) < needed:
+            self._active_bank = await uow.questions.catalog()
+            self._bank_loaded_at = now
+        return self._active_bank
 
     async def _question(self, uow: UnitOfWork | None, question_id: int) -> Question:
         """A question from the cache, refreshed every QUESTION_CACHE_SECONDS or on a miss

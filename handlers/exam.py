@@ -80,8 +80,12 @@ async def start_attempt(update: Update, context: Context) -> None:
     query = update.callback_query
     assert query is not None
     d = deps(context)
+    pressed = query.message
     try:
-        card = await d.service.start_attempt(user_id(update))
+        card = await d.service.start_attempt(
+            user_id(update),
+            shown_in=(pressed.chat.id, pressed.message_id) if pressed is not None else None,
+        )
     except ContestError as exc:
         await answer_query(query, texts.error(exc.code, **exc.params), alert=True)
         return
@@ -109,7 +113,8 @@ async def answer(update: Update, context: Context) -> None:
         await answer_query(query, texts.error("bad_button"))
         return
     except ContestError as exc:
-        await answer_query(query, texts.error(exc.code, **exc.params))
+        alert = exc.code == "time_up"
+        await answer_query(query, texts.error(exc.code, **exc.params), alert=alert)
         if exc.code == "stale_question":
             await _redraw(query, d, user_id(update), press.attempt_id)
         return

@@ -437,6 +437,8 @@ def results_text(view: ResultsView, rules: RoundRules) -> str:
 
 # ------------------------------------------------------------------ errors
 
+TIME_UP = "Đã hết giờ làm bài!"
+
 ERRORS: dict[str, str] = {
     "consent_required": "Bạn cần đồng ý cho xử lý dữ liệu cá nhân để đăng ký dự thi.",
     "name_invalid": "Họ và tên không hợp lệ. Vui lòng nhập họ tên đầy đủ "
@@ -465,6 +467,7 @@ ERRORS: dict[str, str] = {
     "stale_question": "Câu hỏi này đã được trả lời hoặc không còn hiệu lực.",
     "foreign_attempt": "Nút này không thuộc bài thi của bạn.",
     "attempt_finished": "Bài thi này đã kết thúc.",
+    "time_up": TIME_UP,
     "bad_button": "Nút này không còn hiệu lực. Vui lòng dùng tin nhắn mới nhất.",
     "use_buttons": "Vui lòng chọn bằng các nút bên dưới tin nhắn.",
     "use_phone_button": "Vui lòng không gõ số điện thoại: hãy bấm nút “Chia sẻ số điện thoại” "
@@ -491,7 +494,6 @@ ONLY_TEXT = "Hệ thống chỉ nhận tin nhắn văn bản và các nút bấm
 UNKNOWN_TEXT = "Hệ thống chưa hiểu yêu cầu của bạn. Gõ /huongdan để xem hướng dẫn."
 INTERNAL_ERROR = "Đã có lỗi xảy ra. Vui lòng thử lại sau ít phút."
 PRESS_RECORDED = "Đã ghi nhận đáp án."
-TIME_UP = "Đã hết giờ làm bài!"
 
 IMPORT_REASONS = {
     "missing_column": "thiếu cột",

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, and_, bindparam, func, or_, select, update
+from sqlalchemy import Table, and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import CursorResult
@@ -48,7 +48,8 @@ def to_question(row: m.QuestionRow) -> Question:
     )
 
 
-def to_person(row: m.PersonRow) -> Person:
+def to_person(row: Any) -> Person:
+    """A person from a ``PersonRow`` or a Core row of the persons table."""
     return Person(
         id=row.id,
         telegram_id=row.telegram_id,
@@ -207,9 +208,8 @@ class SqlQuestions(SqlRepository):
 
 class SqlPersons(SqlRepository):
     async def by_telegram(self, telegram_id: int) -> Person | None:
-        row = await self.session.scalar(
-            select(m.PersonRow).where(m.PersonRow.telegram_id == telegram_id)
-        )
+        conn = await self._connection()
+        row = (await conn.execute(_PERSON_BY_TELEGRAM, {"telegram_id": telegram_id})).first()
         return to_person(row) if row else None
 
     async def by_phone(self, phone: str) -> Person | None:
@@ -333,6 +333,23 @@ _ITEMS = (
     .where(ITEMS.attempt_id == bindparam("attempt_id"))
     .order_by(ITEMS.position)
 )
+# Starting an attempt.
+_IN_PROGRESS = (
+    select(ATTEMPTS.c.id)
+    .where(
+        ATTEMPTS.c.person_id == bindparam("person_id"),
+        ATTEMPTS.c.round == bindparam("round"),
+        ATTEMPTS.c.status == IN_PROGRESS,
+    )
+    .order_by(ATTEMPTS.c.id.desc())
+    .limit(1)
+)
+_COUNT_FOR = select(func.count()).where(
+    ATTEMPTS.c.person_id == bindparam("person_id"), ATTEMPTS.c.round == bindparam("round")
+)
+_CREATE_ATTEMPT = insert(ATTEMPTS).returning(ATTEMPTS.c.id)
+_CREATE_ITEM = insert(ITEMS_TABLE)
+_PERSON_BY_TELEGRAM = select(PERSONS).where(PERSONS.c.telegram_id == bindparam("telegram_id"))
 # Row lock on PostgreSQL (SQLite renders none: BEGIN IMMEDIATE already serialises writers).
 _GET_ATTEMPT_LOCKED = _GET_ATTEMPT.with_for_update(of=ATTEMPTS)
 _OWNED_ATTEMPT_LOCKED = _OWNED_ATTEMPT.with_for_update(of=ATTEMPTS)
@@ -361,31 +378,47 @@ class SqlAttempts(SqlRepository):
         started_at: datetime,
         deadline_at: datetime,
         items: Sequence[AttemptItem],
+        chat_id: int | None = None,
+        message_id: int | None = None,
     ) -> Attempt:
-        row = m.AttemptRow(
+        values = {
+            "person_id": person_id,
+            "round": round,
+            "number": number,
+            "question_count": len(items),
+            "status": IN_PROGRESS,
+            "started_at": started_at,
+            "deadline_at": deadline_at,
+            "correct_count": 0,
+            "warned": 0,
+            "chat_id": chat_id,
+            "message_id": message_id,
+        }
+        conn = await self._connection()
+        attempt_id = (await conn.execute(_CREATE_ATTEMPT, values)).scalar_one()
+        await conn.execute(
+            _CREATE_ITEM,
+            [
+                {
+                    "attempt_id": attempt_id,
+                    "position": item.position,
+                    "question_id": item.question_id,
+                    "option_order": "".join(str(i) for i in item.order),
+                }
+                for item in items
+            ],
+        )
+        return Attempt(
+            id=attempt_id,
             person_id=person_id,
             round=round,
             number=number,
-            question_count=len(items),
-            status=IN_PROGRESS,
             started_at=started_at,
             deadline_at=deadline_at,
-            correct_count=0,
-            warned=0,
+            chat_id=chat_id,
+            message_id=message_id,
+            items=list(items),
         )
-        self.session.add(row)
-        await self.session.flush()
-        self.session.add_all(
-            m.AttemptItemRow(
-                attempt_id=row.id,
-                position=item.position,
-                question_id=item.question_id,
-                option_order="".join(str(i) for i in item.order),
-            )
-            for item in items
-        )
-        await self.session.flush()
-        return self._to_attempt(row, list(items))
 
     @staticmethod
     def _to_attempt(row: Any, items: list[AttemptItem]) -> Attempt:
@@ -441,23 +474,13 @@ class SqlAttempts(SqlRepository):
         return await self._fetch(stmt, {"attempt_id": attempt_id, "telegram_id": telegram_id})
 
     async def in_progress(self, person_id: int, round: int) -> Attempt | None:
-        attempt_id = await self.session.scalar(
-            select(ATTEMPTS.c.id)
-            .where(
-                ATTEMPTS.c.person_id == person_id,
-                ATTEMPTS.c.round == round,
-                ATTEMPTS.c.status == IN_PROGRESS,
-            )
-            .order_by(ATTEMPTS.c.id.desc())
-            .limit(1)
-        )
+        conn = await self._connection()
+        attempt_id = await conn.scalar(_IN_PROGRESS, {"person_id": person_id, "round": round})
         return await self.get(attempt_id) if attempt_id is not None else None
 
     async def count_for(self, person_id: int, round: int) -> int:
-        stmt = select(func.count()).where(
-            m.AttemptRow.person_id == person_id, m.AttemptRow.round == round
-        )
-        return int(await self.session.scalar(stmt) or 0)
+        conn = await self._connection()
+        return int(await conn.scalar(_COUNT_FOR, {"person_id": person_id, "round": round}) or 0)
 
     async def results_for(self, person_id: int, round: int) -> list[AttemptResult]:
         rows = await self.session.scalars(

@@ -289,6 +289,8 @@ class FakeAttempts(_Repo):
         started_at: datetime,
         deadline_at: datetime,
         items: Sequence[AttemptItem],
+        chat_id: int | None = None,
+        message_id: int | None = None,
     ) -> Attempt:
         await _yield()
         if any(a.number == number for a in self._mine(person_id, round)):
@@ -302,6 +304,8 @@ class FakeAttempts(_Repo):
             number=number,
             started_at=started_at,
             deadline_at=deadline_at,
+            chat_id=chat_id,
+            message_id=message_id,
             items=copy.deepcopy(list(items)),
         )
         self.db.attempts[attempt_id] = attempt
@@ -1167,7 +1171,7 @@ async def test_an_answer_after_the_deadline_closes_the_attempt_as_expired(world:
     assert w.db.attempts[card.attempt_id].items[3].choice is None  # the late press is not kept
     assert w.timer.disarmed == [card.attempt_id]
 
-    await raises_code("attempt_finished", answer_card(w, ALICE, card, right=True))
+    await raises_code("time_up", answer_card(w, ALICE, card, right=True))
     assert await w.service.close_expired() == []
 
 
@@ -1206,7 +1210,7 @@ async def test_close_expired_closes_an_overdue_attempt_exactly_once(world: World
     assert summary is not None
     assert summary.result.correct == 2
     assert summary.telegram_id == ALICE
-    await raises_code("attempt_finished", answer_card(w, ALICE, card, right=True))
+    await raises_code("time_up", answer_card(w, ALICE, card, right=True))
     assert await w.service.open_deadlines() == []
 
 
@@ -1242,7 +1246,7 @@ async def test_a_late_press_racing_the_sweep_finishes_the_attempt_once(world: Wo
 
     assert w.db.cas_refusals["finish"] == 1
     if closed is True:
-        assert isinstance(pressed, ContestError) and pressed.code == "attempt_finished"
+        assert isinstance(pressed, ContestError) and pressed.code == "time_up"
         assert len(w.db.outbox) == 1
     else:
         assert closed is False

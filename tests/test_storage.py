@@ -290,6 +290,31 @@ async def test_record_answer_is_a_compare_and_set(
     assert attempt.current_position() == 1
 
 
+async def test_create_returns_what_is_stored(uows: SqlUnitOfWorkFactory) -> None:
+    person = await add_person(uows, 1003, "0912000003")
+    questions = await add_questions(uows, 3)
+    items = [AttemptItem(i, qid, (2, 0, 1)) for i, qid in enumerate(questions)]
+    async with uows() as uow:
+        created = await uow.attempts.create(
+            person_id=person.id,
+            round=1,
+            number=1,
+            started_at=T0,
+            deadline_at=T0 + timedelta(minutes=20),
+            items=items,
+            chat_id=1003,
+            message_id=42,
+        )
+        await uow.commit()
+    async with uows(write=False) as uow:
+        stored = await uow.attempts.get(created.id)
+        assert await uow.attempts.in_progress(person.id, 1) == stored
+        assert await uow.attempts.count_for(person.id, 1) == 1
+    assert stored == created
+    assert (stored.chat_id, stored.message_id) == (1003, 42)
+    assert [item.order for item in stored.items] == [(2, 0, 1)] * 3
+
+
 async def test_finish_happens_once(uows: SqlUnitOfWorkFactory, attempt_id: int) -> None:
     deadline = T0 + timedelta(minutes=20)
     async with uows() as uow:
