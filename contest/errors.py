@@ -17,6 +17,11 @@ class ContestError(Exception):
         return f"ContestError({self.code!r}, {self.params!r})"
 
 
+class Conflict(Exception):
+    """A concurrent writer got there first (a unique key was taken): the transaction is
+    lost, and the use case may start over and see what the other one did."""
+
+
 class ImportRejected(Exception):
     """An import file failed validation; every problem is listed and nothing was written."""
 

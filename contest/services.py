@@ -11,7 +11,7 @@ from enum import StrEnum
 from typing import Any
 
 from contest.clock import Clock
-from contest.errors import ContestError
+from contest.errors import Conflict, ContestError
 from contest.importing import QuestionRow, UnitRow
 from contest.model import (
     Attempt,
@@ -54,6 +54,7 @@ log = logging.getLogger(__name__)
 UNIT_PAGE_SIZE = 8
 QUESTION_CACHE_SECONDS = 60.0
 RESULT_NOTIFICATION = "attempt_result"
+WARNING_NOTIFICATION = "attempt_warning"
 
 
 # ---------------------------------------------------------------- views
@@ -447,6 +448,20 @@ class ContestService:
         ``shown_in`` is the (chat, message) a new attempt's card is about to be shown in;
         it is stored with the attempt, so the deadline can retire that card.
         """
+        try:
+            return await self._start_attempt(telegram_id, round_number, shown_in)
+        except Conflict:
+            # Another process started one at the same moment (two presses of "Bắt đầu"
+            # on two processes): start over, which finds that attempt and shows it.
+            log.info("concurrent start for round %s: showing the other one", round_number)
+        try:
+            return await self._start_attempt(telegram_id, round_number, shown_in)
+        except Conflict:
+            raise ContestError("busy") from None
+
+    async def _start_attempt(
+        self, telegram_id: int, round_number: int, shown_in: tuple[int, int] | None
+    ) -> ExamCard:
         rules = self._round(round_number)
         async with self.uow() as uow:
             now = self.clock.now()
@@ -612,7 +627,11 @@ class ContestService:
         return summary is not None
 
     async def due_warnings(self) -> list[Warning_]:
-        """Warnings (5 and 1 minutes left by default) that are due now; each is given once."""
+        """Warnings (5 and 1 minutes left by default) that are due now; each is given once.
+
+        Each goes into the outbox in the transaction that marks it given, so a send that
+        fails is retried (``warning_for`` tells, at sending time, whether it still applies).
+        """
         now = self.clock.now()
         warnings: list[Warning_] = []
         # Nearest warning first: one that is due marks the earlier ones as given too, so a
@@ -629,6 +648,13 @@ class ContestService:
                     if not await uow.attempts.mark_warned(attempt_id, level + 1):
                         continue
                     person = await uow.persons.get(attempt.person_id)
+                    await uow.outbox.add(
+                        f"{WARNING_NOTIFICATION}:{attempt_id}:{level + 1}",
+                        attempt.person_id,
+                        WARNING_NOTIFICATION,
+                        {"attempt_id": attempt_id},
+                        now,
+                    )
                     await uow.commit()
                 assert person is not None
                 warnings.append(
@@ -640,6 +666,22 @@ class ContestService:
                     )
                 )
         return warnings
+
+    async def warning_for(self, attempt_id: int) -> Warning_ | None:
+        """A queued warning as it stands now; None once the attempt is over or overdue."""
+        async with self.uow(write=False) as uow:
+            now = self.clock.now()
+            attempt = await uow.attempts.get(attempt_id)
+            if attempt is None or attempt.finished or attempt.expired_at(now):
+                return None
+            person = await uow.persons.get(attempt.person_id)
+            assert person is not None
+            return Warning_(
+                attempt_id,
+                person.telegram_id,
+                attempt.chat_id,
+                attempt.time_left(now).total_seconds(),
+            )
 
     async def open_deadlines(self) -> list[tuple[int, datetime]]:
         """Every attempt still in progress with its deadline (to re-arm timers)."""

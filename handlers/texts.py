@@ -468,6 +468,7 @@ ERRORS: dict[str, str] = {
     "foreign_attempt": "Nút này không thuộc bài thi của bạn.",
     "attempt_finished": "Bài thi này đã kết thúc.",
     "time_up": TIME_UP,
+    "busy": "Hệ thống đang bận. Vui lòng bấm lại sau giây lát.",
     "bad_button": "Nút này không còn hiệu lực. Vui lòng dùng tin nhắn mới nhất.",
     "use_buttons": "Vui lòng chọn bằng các nút bên dưới tin nhắn.",
     "use_phone_button": "Vui lòng không gõ số điện thoại: hãy bấm nút “Chia sẻ số điện thoại” "

@@ -2,7 +2,8 @@
 
 * ``arm`` puts one job per attempt on PTB's JobQueue at its deadline;
 * a periodic sweep closes whatever is overdue (timers lost in a restart, another
-  process's attempts, a clock that moved) and sends the 5- and 1-minute warnings;
+  process's attempts, a clock that moved) and queues the 5- and 1-minute warnings;
+  results and warnings are sent from the outbox, so a failed send is retried;
 * on start-up ``rearm`` arms every open attempt and sweeps at once, so attempts whose
   deadline passed while the bot was down are closed and their results sent.
 Closing is a compare-and-set in the database, so exactly one path closes an attempt.
@@ -23,11 +24,17 @@ import uuid
 from datetime import datetime
 from typing import Any, Protocol
 
-from telegram.error import BadRequest, ChatMigrated, Forbidden, TelegramError
+from telegram.error import BadRequest, ChatMigrated, Forbidden
 from telegram.ext import CallbackContext, Job, JobQueue
 
 from contest.ports import Notification
-from contest.services import RESULT_NOTIFICATION, AttemptSummary, ContestService, Warning_
+from contest.services import (
+    RESULT_NOTIFICATION,
+    WARNING_NOTIFICATION,
+    AttemptSummary,
+    ContestService,
+    Warning_,
+)
 from scheduler.lease import LeaseGuard
 
 log = logging.getLogger(__name__)
@@ -136,11 +143,7 @@ class DeadlineScheduler:
             return
         if fresh:
             await self.rearm()
-        for warning in await self.service.due_warnings():
-            try:
-                await self.notifier.warning(warning)
-            except TelegramError as exc:
-                log.info("warning for attempt %s not sent: %s", warning.attempt_id, exc)
+        await self.service.due_warnings()  # queued in the outbox, sent by deliver()
         closed = await self.service.close_expired()
         for attempt_id in closed:
             self.disarm(attempt_id)
@@ -172,6 +175,10 @@ class DeadlineScheduler:
                 summary = await self.service.attempt_summary(int(note.payload["attempt_id"]))
                 if summary is not None:
                     await self.notifier.attempt_finished(summary)
+            elif note.kind == WARNING_NOTIFICATION:
+                warning = await self.service.warning_for(int(note.payload["attempt_id"]))
+                if warning is not None:  # else the attempt ended first: nothing to say
+                    await self.notifier.warning(warning)
             await self.service.notification_sent(note.id)
             return 1
         except (Forbidden, BadRequest, ChatMigrated) as exc:

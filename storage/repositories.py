@@ -12,9 +12,11 @@ from sqlalchemy import Table, and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import CursorResult
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from contest import importing
+from contest.errors import Conflict
 from contest.model import (
     Attempt,
     AttemptItem,
@@ -395,7 +397,11 @@ class SqlAttempts(SqlRepository):
             "message_id": message_id,
         }
         conn = await self._connection()
-        attempt_id = (await conn.execute(_CREATE_ATTEMPT, values)).scalar_one()
+        try:
+            attempt_id = (await conn.execute(_CREATE_ATTEMPT, values)).scalar_one()
+        except IntegrityError as exc:
+            # (person, round, number) is unique: another process started this attempt.
+            raise Conflict("attempt already started") from exc
         await conn.execute(
             _CREATE_ITEM,
             [
@@ -634,6 +640,7 @@ class SqlOutbox(SqlRepository):
         claimed: list[Notification] = []
         until = now + timedelta(seconds=lease_seconds)
         for row in rows:
+            tries = (row.tries or 0) + 1  # read before the update refreshes the row
             result = await self.session.execute(
                 update(m.OutboxRow)
                 .where(m.OutboxRow.id == row.id, self._claimable(now))
@@ -647,7 +654,7 @@ class SqlOutbox(SqlRepository):
                         row.person_id,
                         row.kind,
                         json.loads(row.payload),
-                        (row.tries or 0) + 1,
+                        tries,
                     )
                 )
         return claimed

@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 from contest.clock import ManualClock
-from contest.errors import ContestError
+from contest.errors import Conflict, ContestError
 from contest.importing import QuestionRow, UnitRow
 from contest.model import (
     Attempt,
@@ -56,6 +56,7 @@ from contest.rules import LOCAL_TZ, ContestRules, Round2Rules, RoundRules, Windo
 from contest.scoring import best_per_person, rank
 from contest.services import (
     RESULT_NOTIFICATION,
+    WARNING_NOTIFICATION,
     AnswerOutcome,
     ContestService,
     ExamCard,
@@ -292,9 +293,9 @@ class FakeAttempts(_Repo):
         chat_id: int | None = None,
         message_id: int | None = None,
     ) -> Attempt:
-        await _yield()
+        await self.db.meet("create")
         if any(a.number == number for a in self._mine(person_id, round)):
-            raise UniqueViolation("attempts (person_id, round, number)")
+            raise Conflict("attempts (person_id, round, number)")  # as storage translates it
         attempt_id = next(self.db.attempt_ids)
         self.uow.writing(self.db.attempts, attempt_id)
         attempt = Attempt(
@@ -1124,6 +1125,24 @@ async def test_two_simultaneous_presses_record_one_answer(world: World) -> None:
     assert w.db.attempts[card.attempt_id].current_position() == 1
 
 
+async def test_two_simultaneous_starts_show_one_attempt(world: World) -> None:
+    """Two processes handle two presses of "Bắt đầu" at once: the unique attempt number
+    stops the second, which starts over and shows the first one's attempt."""
+    w = world
+    seed_person(w, ALICE)
+    w.db.barriers["create"] = asyncio.Barrier(2)  # both pass the "none in progress" check
+
+    async with asyncio.timeout(5):
+        first, second = await asyncio.gather(
+            w.service.start_attempt(ALICE, shown_in=(ALICE, 1)),
+            w.service.start_attempt(ALICE, shown_in=(ALICE, 2)),
+        )
+
+    assert first.attempt_id == second.attempt_id
+    assert len(w.db.attempts) == 1
+    assert (first.chat_id, first.message_id) == (second.chat_id, second.message_id)
+
+
 async def test_anothers_attempt_is_refused(world: World) -> None:
     w = world
     seed_person(w, ALICE)
@@ -1309,6 +1328,35 @@ async def test_warnings_come_once_at_five_then_once_at_one_minute(world: World) 
     w.clock.advance(seconds=40)
     assert await w.service.due_warnings() == []
     assert w.db.attempts[card.attempt_id].warned == 2
+    # Each warning waits in the outbox, so a failed send is tried again.
+    notes = [row.notification for row in w.db.outbox.values()]
+    payload = {"attempt_id": card.attempt_id}
+    assert [(n.key, n.kind, n.payload) for n in notes] == [
+        (f"{WARNING_NOTIFICATION}:{card.attempt_id}:1", WARNING_NOTIFICATION, payload),
+        (f"{WARNING_NOTIFICATION}:{card.attempt_id}:2", WARNING_NOTIFICATION, payload),
+    ]
+
+
+async def test_a_queued_warning_is_worded_when_sent_and_dropped_once_over(world: World) -> None:
+    w = world
+    seed_person(w, ALICE)
+    card = await w.service.start_attempt(ALICE, shown_in=(ALICE, 42))
+    w.clock.set(card.deadline_at - timedelta(minutes=5))
+    [due] = await w.service.due_warnings()
+    w.clock.advance(seconds=30)  # the first send failed; the retry comes later
+    later = await w.service.warning_for(card.attempt_id)
+    assert later is not None
+    assert (later.telegram_id, later.chat_id, later.seconds_left) == (ALICE, ALICE, 270)
+    assert due.seconds_left == 300
+    w.clock.set(card.deadline_at + timedelta(seconds=1))
+    assert await w.service.warning_for(card.attempt_id) is None  # overdue
+    w.clock.set(card.deadline_at - timedelta(minutes=1))
+    outcome = AnswerOutcome(next_card=card)
+    while outcome.next_card is not None:
+        outcome = await answer_card(w, ALICE, outcome.next_card, right=True)
+    assert outcome.summary is not None
+    assert await w.service.warning_for(card.attempt_id) is None  # submitted
+    assert await w.service.warning_for(10**6) is None
 
 
 async def test_no_warning_for_a_finished_or_overdue_attempt(world: World) -> None:

@@ -122,3 +122,25 @@ async def test_a_failing_notification_does_not_hold_back_the_others(
     async with runtime(bot.app).engine.connect() as conn:
         rows = (await conn.execute(select(m.OutboxRow.sent_at, m.OutboxRow.tries))).all()
     assert sorted(r.sent_at is not None for r in rows) == [False, True]
+
+
+async def test_a_warning_that_failed_to_send_is_sent_again(
+    bot: BotRunner, fake_api: FakeBotApi, clock: ManualClock
+):
+    user = await _open_attempt(bot, fake_api, 3006, "0920000006")
+    before = len(fake_api.calls_of("sendMessage"))
+    fake_api.inject_error("sendMessage", 500, times=1)
+    clock.advance(minutes=15, seconds=30)  # the 5-minute warning is due; its send fails
+    for _ in range(100):
+        if fake_api.calls_of("sendMessage")[before:]:
+            break
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.3)  # further sweeps: the claim holds, nothing is sent
+    assert [c.status for c in fake_api.calls_of("sendMessage")[before:]] == [500]
+    # The warning waits in the outbox; once its claim runs out it goes again.
+    clock.advance(seconds=61)
+    warning = await user.wait_for_new_message(timeout=8, predicate=has("còn khoảng"))
+    assert "phút" in warning.text
+    async with runtime(bot.app).engine.connect() as conn:
+        rows = (await conn.execute(select(m.OutboxRow.kind, m.OutboxRow.tries))).all()
+    assert [(r.kind, r.tries) for r in rows] == [("attempt_warning", 2)]

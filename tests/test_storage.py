@@ -22,7 +22,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError, StatementError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contest.clock import ManualClock
-from contest.errors import ContestError
+from contest.errors import Conflict, ContestError
 from contest.importing import QuestionRow, UnitRow
 from contest.model import AttemptItem, AttemptStatus, Group, Person, Position, UnitKind
 from contest.rules import LOCAL_TZ, ContestRules
@@ -408,8 +408,9 @@ async def test_attempt_number_is_unique_per_person_and_round(
     async with uows(write=False) as uow:
         attempt = await uow.attempts.get(attempt_id)
     assert attempt is not None
-    with pytest.raises(IntegrityError):
+    with pytest.raises(Conflict) as caught:
         await add_attempt(uows, attempt.person_id, [attempt.items[0].question_id], number=1)
+    assert isinstance(caught.value.__cause__, IntegrityError)
 
 
 # ------------------------------------------------------------------ outbox
@@ -484,6 +485,7 @@ async def test_outbox_claim_lapses_and_sent_rows_stay_sent(uows: SqlUnitOfWorkFa
         await uow.commit()
     ids = {n.key: n.id for n in claimed}
     assert set(ids) == {"a", "b"}
+    assert [n.tries for n in claimed] == [1, 1]  # this claim is the first try
     async with uows() as uow:
         await uow.outbox.mark_sent(ids["a"], T0 + timedelta(seconds=1))
         await uow.outbox.release(ids["b"], "Timed out " * 100)
