@@ -644,6 +644,11 @@ async def _serve_bot(args: argparse.Namespace) -> int:
 
 
 async def _serve_worker(args: argparse.Namespace) -> int:
+    from bot.app import tune_gc
+
+    # Ranking, export and delivery run inside the bot process, under its collector
+    # settings: measure them under the same ones.
+    tune_gc()
     engine = bench_engine(args.database_url, args.pg_schema)
     try:
         if args.worker == "ranking":

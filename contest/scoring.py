@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from operator import attrgetter
+from typing import NamedTuple
 
 from contest.model import AttemptResult
 from contest.rules import PrizeRules
@@ -30,15 +32,22 @@ def best_per_person(results: Iterable[AttemptResult]) -> dict[int, AttemptResult
     return best
 
 
-@dataclass(frozen=True)
-class Ranked:
+class Ranked(NamedTuple):
     rank: int  # 1-based; equal (correct, duration) share a rank
     result: AttemptResult
 
 
+def in_result_order(results: Iterable[AttemptResult]) -> list[AttemptResult]:
+    """``sorted(results, key=result_key)``, in two stable sorts on plain attributes: the
+    same order, several times faster for a city's 100,000 results."""
+    ordered = sorted(results, key=attrgetter("duration_seconds", "finished_at", "attempt_id"))
+    ordered.sort(key=attrgetter("correct"), reverse=True)  # reverse keeps ties in order
+    return ordered
+
+
 def rank(results: Iterable[AttemptResult]) -> list[Ranked]:
     """Rank the best attempt of each person (competition ranking, ties share a rank)."""
-    ordered = sorted(best_per_person(results).values(), key=result_key)
+    ordered = in_result_order(best_per_person(results).values())
     ranked: list[Ranked] = []
     previous: tuple[int, float] | None = None
     current_rank = 0
@@ -58,13 +67,21 @@ class Qualification:
 
 
 def qualify(ranked: Sequence[Ranked], limit: int, min_ratio: float) -> Qualification:
-    """The top ``limit`` with at least ``min_ratio`` correct; ties at the cut are reported."""
-    eligible = [r for r in ranked if r.result.ratio >= min_ratio]
-    qualified = eligible[:limit]
+    """The top ``limit`` with at least ``min_ratio`` correct; ties at the cut are reported.
+
+    ``ranked`` is in rank order (as ``rank`` returns it), so the scan stops past the cut.
+    """
+    qualified: list[Ranked] = []
     tied: list[Ranked] = []
-    if qualified and len(eligible) > limit:
-        last = qualified[-1].rank
-        tied = [r for r in eligible[limit:] if r.rank == last]
+    for entry in ranked:
+        if entry.result.ratio < min_ratio:
+            continue
+        if len(qualified) < limit:
+            qualified.append(entry)
+        elif entry.rank == qualified[-1].rank:
+            tied.append(entry)
+        else:
+            break
     return Qualification(qualified, tied)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from datetime import UTC, datetime, timedelta
 from itertools import count, permutations
 
@@ -14,6 +15,7 @@ from contest.scoring import (
     allocate_prizes,
     best_per_person,
     best_result,
+    in_result_order,
     qualify,
     rank,
     result_key,
@@ -238,3 +240,30 @@ def test_custom_prize_counts() -> None:
 def test_prizes_never_exceed_the_total_or_the_field(n: int) -> None:
     awarded = allocate_prizes(ranked_scores([20] * n), PrizeRules())
     assert len(awarded) == min(n, PrizeRules().total)
+
+
+def test_the_fast_order_is_the_result_key_order() -> None:
+    """Two stable sorts must give exactly ``sorted(key=result_key)``, ties included."""
+    rng = random.Random(5)
+    results = [
+        res(
+            person,
+            rng.randrange(18, 21),
+            rng.choice([300.0, 300.5, 301.0]),
+            finished_minute=rng.randrange(3),
+            attempt_id=rng.randrange(10**6),
+        )
+        for person in range(2000)
+    ]
+    assert in_result_order(results) == sorted(results, key=result_key)
+
+
+def test_qualify_stops_at_the_cut_but_reports_everyone_tied_there() -> None:
+    ranked = rank(
+        [res(1, 20), res(2, 19), res(3, 18), res(4, 18), res(5, 18), res(6, 17), res(7, 5)]
+    )
+    chosen = qualify(ranked, 3, 0.5)
+    assert [r.result.person_id for r in chosen.qualified] == [1, 2, 3]
+    assert [r.result.person_id for r in chosen.tied_at_cut] == [4, 5]
+    assert qualify(ranked, 10, 0.5).tied_at_cut == []
+    assert [r.result.person_id for r in qualify(ranked, 10, 0.5).qualified] == [1, 2, 3, 4, 5, 6]
