@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from enum import StrEnum
+from typing import NamedTuple
 
 
 class UnitKind(StrEnum):
@@ -121,9 +122,10 @@ class Attempt:
         return now > self.deadline_at
 
 
-@dataclass(frozen=True)
-class AttemptResult:
-    """The outcome of a finished attempt, as used for ranking."""
+class AttemptResult(NamedTuple):
+    """The outcome of a finished attempt, as used for ranking (a named tuple: a city's
+    ranking builds 100,000 of them, and a tuple is built twice as fast as a frozen
+    dataclass)."""
 
     attempt_id: int
     person_id: int
