@@ -16,7 +16,7 @@ from telegram.error import TelegramError
 
 from bot.config import ConfigError, load_rules
 from bot.settings import Settings
-from contest.errors import ImportRejected
+from contest.errors import ContestError, ImportRejected
 from contest.importing import validate_questions, validate_units
 from handlers import texts
 
@@ -95,7 +95,7 @@ async def _poll_until_signalled(app: Any, poll_timeout: int) -> None:
         await stop(app)
 
 
-async def _import(kind: str, path: Path, settings: Settings) -> int:
+async def _import(kind: str, path: Path, settings: Settings, *, replace: bool = False) -> int:
     from contest.clock import SystemClock
     from contest.services import ContestService
     from storage.db import create_engine
@@ -117,29 +117,32 @@ async def _import(kind: str, path: Path, settings: Settings) -> int:
         rules = load_rules(settings.config_path())
         service = ContestService(SqlUnitOfWorkFactory(engine), SystemClock(), rules)
         if kind == "questions":
-            summary = await service.import_questions(question_rows)
+            summary = await service.import_questions(question_rows, replace=replace)
             what = "câu hỏi"
         else:
             summary = await service.import_units(unit_rows)
             what = "đơn vị"
+    except ContestError as exc:
+        return fail(texts.error(exc.code, **exc.params), EXIT_REJECTED)
     finally:
         await engine.dispose()
-    print(texts.import_done(what, summary.created, summary.updated))
+    withdrawn = summary.withdrawn if replace else None
+    print(texts.import_done(what, summary.created, summary.updated, withdrawn))
     return 0
 
 
 def cmd_import_questions(args: argparse.Namespace) -> int:
-    return _run_import("questions", args.file)
+    return _run_import("questions", args.file, replace=args.replace)
 
 
 def cmd_import_units(args: argparse.Namespace) -> int:
     return _run_import("units", args.file)
 
 
-def _run_import(kind: str, path: Path) -> int:
+def _run_import(kind: str, path: Path, *, replace: bool = False) -> int:
     settings = load_settings()
     try:
-        return asyncio.run(_import(kind, path, settings))
+        return asyncio.run(_import(kind, path, settings, replace=replace))
     except ConfigError as exc:
         return fail(f"Lỗi cấu hình cuộc thi: {exc}")
 
@@ -179,6 +182,11 @@ def parser() -> argparse.ArgumentParser:
     run.set_defaults(func=cmd_run)
     iq = sub.add_parser("import-questions", help="nhập ngân hàng câu hỏi (CSV hoặc XLSX)")
     iq.add_argument("file", type=Path)
+    iq.add_argument(
+        "--replace",
+        action="store_true",
+        help="tệp là toàn bộ ngân hàng: câu hỏi không có trong tệp được ngừng sử dụng",
+    )
     iq.set_defaults(func=cmd_import_questions)
     iu = sub.add_parser("import-units", help="nhập danh sách đơn vị (CSV hoặc XLSX)")
     iu.add_argument("file", type=Path)

@@ -40,6 +40,7 @@ class UnitPage:
 class ImportSummary:
     created: int
     updated: int
+    withdrawn: int = 0  # active questions missing from a replacing import
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,12 @@ class QuestionRepository(Protocol):
     async def catalog(self, *, include_inactive: bool = False) -> list[Question]: ...
     async def get_many(self, ids: Sequence[int]) -> dict[int, Question]: ...
     async def answer_of(self, question_id: int) -> int | None: ...
-    async def upsert(self, rows: Sequence[QuestionRow]) -> ImportSummary: ...
+    async def upsert(self, rows: Sequence[QuestionRow], *, replace: bool = False) -> ImportSummary:
+        """Add or update by question text; with ``replace``, withdraw (deactivate) every
+        active question the rows do not contain. Withdrawn questions stay for the attempts
+        that drew them."""
+        ...
+
     async def count(self) -> int: ...
 
 

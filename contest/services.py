@@ -727,9 +727,16 @@ class ContestService:
 
     # ------------------------------------------------------------ imports
 
-    async def import_questions(self, rows: Sequence[QuestionRow]) -> ImportSummary:
+    async def import_questions(
+        self, rows: Sequence[QuestionRow], *, replace: bool = False
+    ) -> ImportSummary:
+        """Import the bank; ``replace`` makes the file the whole active bank. A replacing
+        import that would leave fewer questions than one attempt draws is refused."""
+        needed = max(self.rules.round1.questions, self.rules.round2.round.questions)
+        if replace and len(rows) < needed:
+            raise ContestError("bank_would_be_too_small", needed=needed, available=len(rows))
         async with self.uow() as uow:
-            summary = await uow.questions.upsert(rows)
+            summary = await uow.questions.upsert(rows, replace=replace)
             await uow.commit()
         self._questions_loaded_at = self._bank_loaded_at = None
         return summary

@@ -463,6 +463,8 @@ ERRORS: dict[str, str] = {
     "no_attempts_left": "Bạn đã thi đủ số lần cho phép. Gõ /ketqua để xem kết quả.",
     "round_not_open": "Vòng thi chưa mở. Gõ /thele để xem thời gian thi.",
     "round_closed": "Vòng thi đã kết thúc. Gõ /ketqua để xem kết quả.",
+    "bank_would_be_too_small": "Tệp chỉ có {available} câu hỏi, ít hơn {needed} câu của một "
+    "lần thi: không thể dùng tệp này thay cho cả ngân hàng câu hỏi.",
     "bank_too_small": "Đề thi đang được chuẩn bị. Vui lòng quay lại sau hoặc liên hệ Ban Tổ chức.",
     "stale_question": "Câu hỏi này đã được trả lời hoặc không còn hiệu lực.",
     "foreign_attempt": "Nút này không thuộc bài thi của bạn.",
@@ -533,5 +535,8 @@ def import_rejected(problems: list[ImportProblem]) -> str:
     return "\n".join(lines)
 
 
-def import_done(what: str, created: int, updated: int) -> str:
-    return f"Đã nhập {what}: {created} mục mới, {updated} mục cập nhật."
+def import_done(what: str, created: int, updated: int, withdrawn: int | None = None) -> str:
+    done = f"Đã nhập {what}: {created} mục mới, {updated} mục cập nhật"
+    if withdrawn is None:
+        return done + "."
+    return done + f", {withdrawn} câu hỏi không có trong tệp được ngừng sử dụng."

@@ -173,12 +173,16 @@ class SqlQuestions(SqlRepository):
         conn = await self._connection()
         return await conn.scalar(_ANSWER_OF, {"question_id": question_id})
 
-    async def upsert(self, rows: Sequence[importing.QuestionRow]) -> ImportSummary:
+    async def upsert(
+        self, rows: Sequence[importing.QuestionRow], *, replace: bool = False
+    ) -> ImportSummary:
         existing = {r.text_key: r for r in await self.session.scalars(select(m.QuestionRow))}
+        imported: set[str] = set()
         created = updated = 0
         now = _now()
         for row in rows:
             key = question_key(row.text)
+            imported.add(key)
             current = existing.get(key)
             a, b, c = row.options
             if current is None:
@@ -200,8 +204,14 @@ class SqlQuestions(SqlRepository):
                 current.option_a, current.option_b, current.option_c = a, b, c
                 current.answer, current.active, current.updated_at = row.answer, True, now
                 updated += 1
+        withdrawn = 0
+        if replace:
+            for key, current in existing.items():
+                if key not in imported and current.active:
+                    current.active, current.updated_at = False, now
+                    withdrawn += 1
         await self.session.flush()
-        return ImportSummary(created, updated)
+        return ImportSummary(created, updated, withdrawn)
 
     async def count(self) -> int:
         stmt = select(func.count()).select_from(m.QuestionRow).where(m.QuestionRow.active)

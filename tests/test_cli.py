@@ -315,3 +315,29 @@ def test_run_with_round1_minutes_missing_names_the_key(cli: Cli) -> None:
     result = cli("run", timeout=20, CONTEST_CONFIG=str(config), CONTEST_BOT_TOKEN=TOKEN)
     assert result.returncode != 0
     assert "round1.minutes" in result.stderr
+
+
+async def test_replacing_the_bank_withdraws_what_the_file_lacks(cli: Cli) -> None:
+    await seed_questions(cli.db)
+    text = (SAMPLES / "questions.csv").read_text(encoding="utf-8-sig")
+    header, *rows = list(csv.reader(io.StringIO(text)))
+    fixed = [*rows[0][:1], rows[0][1] + " (đã sửa)", *rows[0][2:]]
+    corrected = write_csv(cli.cwd / "ngan-hang-moi.csv", [header, fixed, *rows[1:]])
+
+    result = cli("import-questions", "--replace", str(corrected))
+    assert result.returncode == 0, result.stderr
+    assert (
+        "Đã nhập câu hỏi: 1 mục mới, 85 mục cập nhật, "
+        "1 câu hỏi không có trong tệp được ngừng sử dụng." in result.stdout
+    )
+    with closing(sqlite3.connect(cli.db)) as connection:
+        active = dict(connection.execute("SELECT text, active FROM questions").fetchall())
+    assert active[rows[0][1]] == 0 and active[fixed[1]] == 1
+    assert sum(active.values()) == 86
+
+    small = write_csv(cli.cwd / "it-cau.csv", [header, *rows[:5]])
+    refused = cli("import-questions", "--replace", str(small))
+    assert refused.returncode == 1
+    assert "Tệp chỉ có 5 câu hỏi, ít hơn 20 câu của một lần thi" in refused.stderr
+    with closing(sqlite3.connect(cli.db)) as connection:
+        assert connection.execute("SELECT sum(active) FROM questions").fetchone()[0] == 86

@@ -92,6 +92,7 @@ class Database:
     def __init__(self) -> None:
         self.units: dict[int, Unit] = {}
         self.questions: dict[int, Question] = {}
+        self.withdrawn: dict[int, bool] = {}  # inactive questions (a dict, for the undo log)
         self.persons: dict[int, Person] = {}
         self.drafts: dict[int, str] = {}  # telegram id -> JSON, like a JSON column
         self.attempts: dict[int, Attempt] = {}
@@ -166,7 +167,10 @@ class FakeUnits(_Repo):
 class FakeQuestions(_Repo):
     async def catalog(self, *, include_inactive: bool = False) -> list[Question]:
         await _yield()
-        return sorted(self.db.questions.values(), key=lambda q: q.id)
+        questions = sorted(self.db.questions.values(), key=lambda q: q.id)
+        if include_inactive:
+            return questions
+        return [q for q in questions if q.id not in self.db.withdrawn]
 
     async def answer_of(self, question_id: int) -> int | None:
         await _yield()
@@ -177,17 +181,29 @@ class FakeQuestions(_Repo):
         await _yield()
         return {i: self.db.questions[i] for i in ids if i in self.db.questions}
 
-    async def upsert(self, rows: Sequence[QuestionRow]) -> ImportSummary:
+    async def upsert(self, rows: Sequence[QuestionRow], *, replace: bool = False) -> ImportSummary:
         await _yield()
         by_text = {q.text: q for q in self.db.questions.values()}
         created = updated = 0
+        imported: set[int] = set()
         for row in rows:
             old = by_text.get(row.text)
             qid = old.id if old else next(self.db.question_ids)
+            imported.add(qid)
             self.uow.writing(self.db.questions, qid)
             self.db.questions[qid] = Question(qid, row.topic, row.text, row.options, row.answer)
             created, updated = (created, updated + 1) if old else (created + 1, updated)
-        return ImportSummary(created, updated)
+        withdrawn = 0
+        for qid in set(self.db.questions):
+            inactive = qid in self.db.withdrawn
+            if qid in imported and inactive:
+                self.uow.writing(self.db.withdrawn, qid)
+                del self.db.withdrawn[qid]
+            elif replace and qid not in imported and not inactive:
+                self.uow.writing(self.db.withdrawn, qid)
+                self.db.withdrawn[qid] = True
+                withdrawn += 1
+        return ImportSummary(created, updated, withdrawn)
 
     async def count(self) -> int:
         return len(self.db.questions)
@@ -1495,3 +1511,39 @@ async def test_the_fake_rolls_back_uncommitted_writes_and_refuses_read_only_writ
         async with factory(write=False) as uow:
             await uow.drafts.delete(ALICE)
     assert ALICE in db.drafts
+
+
+async def test_a_replacing_import_withdraws_what_the_file_lacks(world: World) -> None:
+    """A corrected question text comes in as a new question; with ``replace`` the old text
+    and everything else missing from the file leave the bank, but an attempt that drew
+    them can still be finished."""
+    w = world
+    seed_person(w, ALICE)
+    seed_person(w, BOB)
+    card = await w.service.start_attempt(ALICE)
+    bank = sorted(w.db.questions.values(), key=lambda q: q.id)
+    rows = [QuestionRow(q.topic, q.text, q.options, q.answer) for q in bank[:40]]
+    fixed = replace(rows[0], text=rows[0].text + " (đã sửa)")
+
+    await raises_code(
+        "bank_would_be_too_small", w.service.import_questions(rows[: QUESTIONS - 1], replace=True)
+    )
+    assert w.db.withdrawn == {}
+
+    summary = await w.service.import_questions([fixed, *rows[1:]], replace=True)
+    assert (summary.created, summary.updated, summary.withdrawn) == (1, 39, 21)
+    async with w.service.uow(write=False) as uow:
+        active = {q.text for q in await uow.questions.catalog()}
+    assert fixed.text in active and rows[0].text not in active and len(active) == 40
+
+    later = await w.service.start_attempt(BOB)
+    drawn = {item.question_id for item in w.db.attempts[later.attempt_id].items}
+    assert not drawn & set(w.db.withdrawn)
+    outcome = AnswerOutcome(next_card=card)
+    while outcome.next_card is not None:
+        outcome = await answer_card(w, ALICE, outcome.next_card, right=True)
+    assert outcome.summary is not None  # the attempt with withdrawn questions still ends
+    assert outcome.summary.result.correct == QUESTIONS
+
+    again = await w.service.import_questions(rows, replace=True)  # the old text is back
+    assert (again.created, again.updated, again.withdrawn) == (0, 40, 1)

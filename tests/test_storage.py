@@ -605,6 +605,20 @@ async def test_question_upsert_matches_text_whatever_the_case_and_spacing(
     assert updated.text == variants[1]
 
 
+async def test_question_upsert_with_replace_withdraws_the_rest(uows: SqlUnitOfWorkFactory) -> None:
+    await add_questions(uows, 3)
+    keep = [QuestionRow("Chủ đề", f"Câu hỏi số {i}?", ("A", "B", "C"), 0) for i in (0, 2)]
+    async with uows() as uow:
+        summary = await uow.questions.upsert(keep, replace=True)
+        await uow.commit()
+    assert (summary.created, summary.updated, summary.withdrawn) == (0, 2, 1)
+    async with uows(write=False) as uow:
+        active = [q.text for q in await uow.questions.catalog()]
+        every = [q.text for q in await uow.questions.catalog(include_inactive=True)]
+    assert active == ["Câu hỏi số 0?", "Câu hỏi số 2?"]
+    assert every == ["Câu hỏi số 0?", "Câu hỏi số 1?", "Câu hỏi số 2?"]
+
+
 async def test_person_phone_and_telegram_id_are_unique(uows: SqlUnitOfWorkFactory) -> None:
     await add_person(uows, 5001, "0912000051")
     with pytest.raises(IntegrityError):
