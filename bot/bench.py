@@ -986,6 +986,7 @@ async def seed_attempts(
     await _insert(engine, m.AttemptItemRow, items)
     if outbox:
         await _insert(engine, m.OutboxRow, outbox)
+        await _mark_counting(engine)
     return cards
 
 
@@ -1020,7 +1021,19 @@ async def seed_results(
                 }
             )
     await _insert(engine, m.AttemptRow, rows)
+    await _mark_counting(engine)
     return len(rows)
+
+
+async def _mark_counting(engine: AsyncEngine) -> None:
+    """Attempts seeded as rows, not finished through the bot: flag the counting ones as a
+    finish would have."""
+    from sqlalchemy import text
+
+    from storage.presses import RECOUNT_ALL
+
+    async with engine.begin() as conn:
+        await conn.execute(text(RECOUNT_ALL))
 
 
 # ============================================================================================

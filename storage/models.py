@@ -19,6 +19,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -111,6 +112,7 @@ class AttemptRow(Base):
     __table_args__ = (
         UniqueConstraint("person_id", "round", "number", name="uq_attempts_person_round_number"),
         Index("ix_attempts_status_deadline", "status", "deadline_at"),
+        Index("ix_attempts_round_counting", "round", "counting"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -127,6 +129,9 @@ class AttemptRow(Base):
     warned: Mapped[int] = mapped_column(Integer, default=0)
     chat_id: Mapped[int | None] = mapped_column(BigInteger)
     message_id: Mapped[int | None] = mapped_column(BigInteger)
+    # The person's counting attempt of the round (most correct, shorter time, earlier
+    # submission), kept up to date by every finish: ranking reads these rows only.
+    counting: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class AttemptItemRow(Base):

@@ -53,6 +53,25 @@ FINISH = (
     "correct_count = :correct, duration_seconds = :duration "
     "WHERE id = :attempt_id AND status = 'in_progress'"
 )
+# After a finish: flag the person's counting attempt of that round (most correct, shorter
+# time, earlier submission: contest.scoring.result_key), so ranking reads flagged rows.
+RECOUNT = (
+    "UPDATE attempts SET counting = COALESCE(id = ("
+    "SELECT b.id FROM attempts b WHERE b.person_id = attempts.person_id "
+    "AND b.round = attempts.round AND b.status <> 'in_progress' "
+    "ORDER BY b.correct_count DESC, b.duration_seconds, b.finished_at, b.id LIMIT 1"
+    "), false) "
+    "WHERE person_id = (SELECT person_id FROM attempts WHERE id = :attempt_id) "
+    "AND round = (SELECT round FROM attempts WHERE id = :attempt_id)"
+)
+# The same for every person and round at once (rows written without a finish: imports of
+# past results, the benchmark's seed).
+RECOUNT_ALL = (
+    "UPDATE attempts SET counting = (id IN ("
+    "SELECT id FROM (SELECT id, row_number() OVER (PARTITION BY person_id, round "
+    "ORDER BY correct_count DESC, duration_seconds, finished_at, id) AS pick "
+    "FROM attempts WHERE status <> 'in_progress') picks WHERE pick = 1))"
+)
 RESULTS_FOR = (
     "SELECT id, person_id, round, number, correct_count, question_count, duration_seconds, "
     "finished_at, status FROM attempts "
@@ -230,7 +249,10 @@ class SqlitePresses:
                 "duration": duration_seconds,
             },
         )
-        return cursor.rowcount == 1
+        if cursor.rowcount != 1:
+            return False
+        self._live().execute(RECOUNT, {"attempt_id": attempt_id})
+        return True
 
     async def results_for(self, person_id: int, round: int) -> list[AttemptResult]:
         rows = self._live().execute(RESULTS_FOR, {"person_id": person_id, "round": round})
@@ -261,6 +283,7 @@ _PG_ITEMS = _Numbered(ITEMS)
 _PG_ANSWER_OF = _Numbered(ANSWER_OF)
 _PG_RECORD_ANSWER = _Numbered(RECORD_ANSWER)
 _PG_FINISH = _Numbered(FINISH)
+_PG_RECOUNT = _Numbered(RECOUNT)
 _PG_RESULTS_FOR = _Numbered(RESULTS_FOR)
 _PG_COUNT_FOR = _Numbered(COUNT_FOR)
 
@@ -355,7 +378,10 @@ class PostgresPresses:
             "duration": duration_seconds,
         }
         status_line = await self._live().execute(_PG_FINISH.sql, *_PG_FINISH.args(params))
-        return _updated(status_line) == 1
+        if _updated(status_line) != 1:
+            return False
+        await self._live().execute(_PG_RECOUNT.sql, attempt_id)
+        return True
 
     async def results_for(self, person_id: int, round: int) -> list[AttemptResult]:
         params = {"person_id": person_id, "round": round}

@@ -106,6 +106,7 @@ async def test_writes_what_the_repositories_read(
         attempt = await uow.attempts.get(attempt_id)
         theirs = await uow.attempts.results_for(person, 1)
         assert await uow.attempts.count_for(person, 1) == 1
+        assert await uow.attempts.best_results(1) == theirs  # flagged as the counting one
     assert attempt is not None
     first = attempt.items[0]
     assert (first.choice, first.correct, first.answered_at) == (2, False, T1)

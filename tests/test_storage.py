@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
@@ -29,7 +30,8 @@ from contest.rules import LOCAL_TZ, ContestRules
 from contest.scoring import best_per_person
 from contest.services import RESULT_NOTIFICATION, ContestService
 from storage import models as m
-from storage.db import is_sqlite
+from storage.db import is_sqlite, write_transaction
+from storage.presses import RECOUNT_ALL
 from storage.schema import alembic_config, migrate
 from storage.uow import SqlUnitOfWorkFactory
 
@@ -786,3 +788,70 @@ async def test_best_results_picks_each_persons_counting_attempt_in_sql(
     assert by_person == best_per_person(everything)
     picked = sorted((r.correct, r.duration_seconds, r.number) for r in best)
     assert picked == [(0, 1200.0, 1), (1, 400.0, 1), (2, 300.0, 2), (3, 600.0, 1)]
+    # The flags kept by each finish are what a recount of everything gives.
+    flags = await _counting_flags(uows)
+    async with uows() as uow:
+        assert uow.session is not None
+        await uow.session.execute(text(RECOUNT_ALL))
+        await uow.commit()
+    assert await _counting_flags(uows) == flags
+    assert sum(flags.values()) == 4
+
+
+async def _counting_flags(uows: SqlUnitOfWorkFactory) -> dict[int, bool]:
+    async with uows(write=False) as uow:
+        assert uow.session is not None
+        rows = await uow.session.execute(select(m.AttemptRow.id, m.AttemptRow.counting))
+        return {attempt_id: bool(counting) for attempt_id, counting in rows}
+
+
+async def test_upgrading_flags_the_counting_attempts_already_finished(
+    database_url: str, tmp_path: Path
+) -> None:
+    """A database of the first revision, with results in it, upgraded: ranking reads the
+    same counting attempts as before."""
+    from tests.conftest import pg_engine
+
+    engine = pg_engine(database_url)
+    try:
+        async with write_transaction(engine) as conn:
+            await conn.run_sync(lambda c: command.upgrade(alembic_config(c), "0001"))
+            await conn.execute(
+                text(
+                    "INSERT INTO persons (telegram_id, full_name, birth_date, phone, "
+                    '"group", consent_at, registered_at) VALUES '
+                    "(1, 'An', '1990-01-01', '0912000001', 'citizen', :t, :t), "
+                    "(2, 'Bình', '1990-01-01', '0912000002', 'citizen', :t, :t)"
+                ),
+                {"t": T0.replace(tzinfo=None)},
+            )
+            rows = [  # person, number, status, correct, seconds
+                (1, 1, "submitted", 15, 700.0),
+                (1, 2, "submitted", 15, 650.0),  # counts: same score, faster
+                (2, 1, "expired", 9, 1200.0),  # counts: the only finished one
+                (2, 2, "in_progress", 0, None),
+            ]
+            for person, number, status, correct, seconds in rows:
+                await conn.execute(
+                    text(
+                        "INSERT INTO attempts (person_id, round, number, question_count, "
+                        "status, started_at, deadline_at, finished_at, correct_count, "
+                        "duration_seconds, warned) VALUES (:p, 1, :n, 20, :s, :t, :t, :f, "
+                        ":c, :d, 0)"
+                    ),
+                    {
+                        "p": person,
+                        "n": number,
+                        "s": status,
+                        "t": T0.replace(tzinfo=None),
+                        "f": None if seconds is None else T0.replace(tzinfo=None),
+                        "c": correct,
+                        "d": seconds,
+                    },
+                )
+        await migrate(engine)
+        async with SqlUnitOfWorkFactory(engine)(write=False) as uow:
+            best = await uow.attempts.best_results(1)
+        assert sorted((r.person_id, r.number) for r in best) == [(1, 2), (2, 1)]
+    finally:
+        await engine.dispose()
