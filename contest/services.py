@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 from collections.abc import Sequence
@@ -184,6 +185,7 @@ class ContestService:
         # Questions change only by import: a short-lived cache keeps them off the answer path.
         self._questions: dict[int, Question] = {}
         self._questions_loaded_at: datetime | None = None
+        self._questions_refresh = asyncio.Lock()
         self._active_bank: list[Question] = []
         self._bank_loaded_at: datetime | None = None
 
@@ -528,6 +530,7 @@ class ContestService:
         """
         if not 0 <= choice < 3:
             raise ContestError("stale_question")
+        answered: Attempt | None = None
         async with self.presses() as store:
             now = self.clock.now()
             attempt = await store.owned(attempt_id, telegram_id)
@@ -547,17 +550,21 @@ class ContestService:
                 if not await store.record_answer(attempt.id, position, choice, correct, now):
                     raise ContestError("stale_question")
                 item.choice, item.correct, item.answered_at = choice, correct, now
-                if attempt.current_position() is not None:
+                if attempt.current_position() is None:
+                    status = AttemptStatus.SUBMITTED
+                    if not await self._mark_finished(store, attempt, status, now):
+                        raise ContestError("attempt_finished")
+                    summary = await self._summary_of(store, attempt, telegram_id)
                     await store.commit()
-                    return AnswerOutcome(next_card=await self._card(None, attempt, now))
-                status = AttemptStatus.SUBMITTED
-                if not await self._mark_finished(store, attempt, status, now):
-                    raise ContestError("attempt_finished")
-                summary = await self._summary_of(store, attempt, telegram_id)
+                    self.timer.disarm(attempt.id)
+                    return AnswerOutcome(summary=summary)
                 await store.commit()
-                self.timer.disarm(attempt.id)
-                return AnswerOutcome(summary=summary)
-        return await self._answer_late(telegram_id, attempt_id)
+                answered = attempt
+        if answered is None:
+            return await self._answer_late(telegram_id, attempt_id)
+        # The next card once the press store is closed: a cache refresh needs a connection
+        # of its own, and a press must never hold one while it waits for another.
+        return AnswerOutcome(next_card=await self._card(None, answered, now))
 
     async def _answer_late(self, telegram_id: int, attempt_id: int) -> AnswerOutcome:
         """A press after the deadline: close the attempt (unless someone just did)."""
@@ -769,20 +776,32 @@ class ContestService:
         return self._active_bank
 
     async def _question(self, uow: UnitOfWork | None, question_id: int) -> Question:
-        """A question from the cache, refreshed every QUESTION_CACHE_SECONDS or on a miss
-        (through ``uow``, or a reading unit of work of its own)."""
-        now = self.clock.now()
-        loaded = self._questions_loaded_at
-        stale = loaded is None or not 0 <= (now - loaded).total_seconds() < QUESTION_CACHE_SECONDS
-        if stale or question_id not in self._questions:
-            if uow is None:
+        """A question from the cache, refreshed every QUESTION_CACHE_SECONDS or on a miss.
+
+        Inside a unit of work the refresh reads through it. Without one (the answer path,
+        its press store closed) one refresh runs at a time and the presses that found the
+        cache stale together wait for it; none of them holds a connection meanwhile.
+        """
+        if not self._cache_stale(question_id):
+            return self._questions[question_id]
+        if uow is not None:
+            self._load_questions(await uow.questions.catalog(include_inactive=True))
+            return self._questions[question_id]
+        async with self._questions_refresh:
+            if self._cache_stale(question_id):  # nobody refreshed it while we waited
                 async with self.uow(write=False) as reading:
-                    catalog = await reading.questions.catalog(include_inactive=True)
-            else:
-                catalog = await uow.questions.catalog(include_inactive=True)
-            self._questions = {q.id: q for q in catalog}
-            self._questions_loaded_at = now
+                    self._load_questions(await reading.questions.catalog(include_inactive=True))
         return self._questions[question_id]
+
+    def _load_questions(self, catalog: Sequence[Question]) -> None:
+        self._questions = {q.id: q for q in catalog}
+        self._questions_loaded_at = self.clock.now()
+
+    def _cache_stale(self, question_id: int) -> bool:
+        loaded = self._questions_loaded_at
+        if loaded is None or question_id not in self._questions:
+            return True
+        return not 0 <= (self.clock.now() - loaded).total_seconds() < QUESTION_CACHE_SECONDS
 
     async def _card(self, uow: UnitOfWork | None, attempt: Attempt, now: datetime) -> ExamCard:
         position = attempt.current_position()

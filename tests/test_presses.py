@@ -201,3 +201,36 @@ async def test_a_press_after_the_deadline_closes_the_attempt(
         attempt = await uow.attempts.get(attempt_id)
     assert attempt is not None
     assert attempt.items[1].choice is None  # a late answer is not recorded
+
+
+async def test_many_presses_on_a_small_pool_with_a_stale_question_cache(
+    database_url: str, rules: ContestRules, clock: ManualClock
+) -> None:
+    """Every press finds the question cache stale (a fresh process) and needs a connection
+    to refresh it: a press must not hold its own while it waits, or a small pool deadlocks
+    (seen on PostgreSQL: 64 presses in flight, 15 connections)."""
+    from storage.db import create_engine
+    from storage.schema import migrate
+    from tests.conftest import seed
+    from tests.test_storage import add_person as add
+
+    small = create_engine(database_url, pool_size=2, max_overflow=0, pool_timeout=5)
+    stores = DriverPressStores(small)
+    try:
+        await migrate(small)
+        await seed(small, rules, clock)
+        uows = SqlUnitOfWorkFactory(small)
+        starter = ContestService(uows, clock, rules)
+        cards = []
+        for n in range(8):
+            await add(uows, 9100 + n, f"09140000{n:02d}")
+            cards.append(await starter.start_attempt(9100 + n))
+        pressing = ContestService(uows, clock, rules, presses=stores)  # empty cache
+        async with asyncio.timeout(20):
+            outcomes = await asyncio.gather(
+                *(pressing.answer(9100 + n, card.attempt_id, 0, 1) for n, card in enumerate(cards))
+            )
+        assert [o.next_card.position if o.next_card else None for o in outcomes] == [1] * 8
+    finally:
+        stores.close()
+        await small.dispose()
