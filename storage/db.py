@@ -22,6 +22,8 @@ from storage.sqlite_inline import inline_creator
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///contest.db"
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+PG_POOL_SIZE = 10  # per process
+PG_MAX_OVERFLOW = 20
 
 
 def normalize_url(url: str) -> str:
@@ -64,6 +66,11 @@ def create_engine(url: str = DEFAULT_DATABASE_URL, **kwargs: Any) -> AsyncEngine
     # SQL errors must not carry personal data (phone, birth date) into the logs.
     kwargs.setdefault("hide_parameters", True)
     parsed = make_url(url)
+    if parsed.drivername.startswith("postgresql"):
+        # Every press in flight holds a connection for a few round trips: 5 + 10 ran dry
+        # at 64 presses in flight. PostgreSQL's default limit is 100 connections in all.
+        kwargs.setdefault("pool_size", PG_POOL_SIZE)
+        kwargs.setdefault("max_overflow", PG_MAX_OVERFLOW)
     if parsed.drivername == "sqlite+aiosqlite" and parsed.database not in (None, "", ":memory:"):
         kwargs.setdefault("async_creator", inline_creator(parsed.database))
     engine = create_async_engine(url, **kwargs)

@@ -278,8 +278,16 @@ class _Numbered:
         return [params[name] for name in self.names]
 
 
-_PG_OWNED = _Numbered(OWNED + " FOR UPDATE OF a")
-_PG_ITEMS = _Numbered(ITEMS)
+# One round trip on PostgreSQL: the attempt (locked), its items and their answer keys.
+_PG_OWNED = _Numbered(
+    f"SELECT {_ATTEMPT_COLUMNS}, i.position, i.question_id, i.option_order, i.choice, "
+    "i.correct, i.answered_at, q.answer "
+    "FROM attempts a JOIN persons p ON p.id = a.person_id "
+    "LEFT JOIN attempt_items i ON i.attempt_id = a.id "
+    "LEFT JOIN questions q ON q.id = i.question_id "
+    "WHERE a.id = :attempt_id AND p.telegram_id = :telegram_id "
+    "ORDER BY i.position FOR UPDATE OF a"
+)
 _PG_ANSWER_OF = _Numbered(ANSWER_OF)
 _PG_RECORD_ANSWER = _Numbered(RECORD_ANSWER)
 _PG_FINISH = _Numbered(FINISH)
@@ -300,6 +308,7 @@ class PostgresPresses:
         self._engine = factory.engine
         self._raw: Any = None
         self._conn: Any = None
+        self._keys: dict[int, int | None] = {}  # answer keys read with the attempt
 
     async def __aenter__(self) -> PostgresPresses:
         raw = await self._engine.raw_connection()
@@ -339,15 +348,19 @@ class PostgresPresses:
     async def owned(self, attempt_id: int, telegram_id: int) -> Attempt | None:
         conn = self._live()
         params = {"attempt_id": attempt_id, "telegram_id": telegram_id}
-        row = await conn.fetchrow(_PG_OWNED.sql, *_PG_OWNED.args(params))
-        if row is None:
+        rows = await conn.fetch(_PG_OWNED.sql, *_PG_OWNED.args(params))
+        if not rows:
             return None
-        rows = await conn.fetch(_PG_ITEMS.sql, attempt_id)
-        return _attempt(row, _items(rows, _pg_time), _pg_time)
+        items = [row[13:19] for row in rows if row[13] is not None]
+        self._keys = {row[14]: row[19] for row in rows if row[13] is not None}
+        return _attempt(rows[0], _items(items, _pg_time), _pg_time)
 
     async def answer_of(self, question_id: int) -> int | None:
-        value = await self._live().fetchval(_PG_ANSWER_OF.sql, question_id)
-        return None if value is None else int(value)
+        if question_id in self._keys:  # read in this transaction, with the attempt
+            key = self._keys[question_id]
+        else:
+            key = await self._live().fetchval(_PG_ANSWER_OF.sql, question_id)
+        return None if key is None else int(key)
 
     async def record_answer(
         self, attempt_id: int, position: int, choice: int, correct: bool, now: datetime
