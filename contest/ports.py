@@ -202,8 +202,9 @@ class PressStore(AttemptFinisher, Protocol):
         tb: TracebackType | None,
     ) -> None: ...
     async def owned(self, attempt_id: int, telegram_id: int) -> Attempt | None:
-        """The attempt, if it belongs to this Telegram account, locked until the end of the
-        transaction."""
+        """The attempt, if it belongs to this Telegram account; its row is locked until the
+        end of the transaction. Item states may be read from just before the lock was
+        granted: ``record_answer``'s compare-and-set is what guards each answer."""
         ...
 
     async def answer_of(self, question_id: int) -> int | None: ...

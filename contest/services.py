@@ -475,13 +475,24 @@ class ContestService:
                 if not current.expired_at(now):
                     return await self._card(uow, current, now)
                 # Its deadline passed unnoticed: close it first, then decide.
-                await self._finish(uow, current, AttemptStatus.EXPIRED, now, notify=True)
+                if (
+                    await self._finish(uow, current, AttemptStatus.EXPIRED, now, notify=True)
+                    is None
+                ):
+                    # Somebody closed it under us: another start (another process), whose
+                    # new attempt this transaction may not see yet. Start over.
+                    raise Conflict("attempt closed by a concurrent start")
             if not rules.window.contains(now):
                 await uow.commit()
                 closed = rules.window.is_after(now)
                 raise ContestError("round_closed" if closed else "round_not_open")
             used = await uow.attempts.count_for(person.id, round_number)
             if used >= rules.attempts:
+                # A start in another process may have committed between the two reads: its
+                # attempt is the one to show, not a refusal.
+                latest = await uow.attempts.in_progress(person.id, round_number)
+                if latest is not None and not latest.expired_at(now):
+                    return await self._card(uow, latest, now)
                 await uow.commit()
                 raise ContestError("no_attempts_left")
             bank = await self._bank(uow, rules.questions)

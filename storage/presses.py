@@ -23,11 +23,12 @@ from types import TracebackType
 from typing import Any
 
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.util import greenlet_spawn
 
 from contest.model import Attempt, AttemptItem, AttemptResult, AttemptStatus
-from storage.db import configure_sqlite_connection, writer_lock
+from storage.db import PG_MAX_OVERFLOW, PG_POOL_SIZE, configure_sqlite_connection, writer_lock
 from storage.sqlite_inline import InlineConnection
 
 _ATTEMPT_COLUMNS = (
@@ -59,7 +60,8 @@ RECOUNT = (
     "UPDATE attempts SET counting = COALESCE(id = ("
     "SELECT b.id FROM attempts b WHERE b.person_id = attempts.person_id "
     "AND b.round = attempts.round AND b.status <> 'in_progress' "
-    "ORDER BY b.correct_count DESC, b.duration_seconds, b.finished_at, b.id LIMIT 1"
+    "ORDER BY b.correct_count DESC, COALESCE(b.duration_seconds, 0), b.finished_at, b.id "
+    "LIMIT 1"
     "), false) "
     "WHERE person_id = (SELECT person_id FROM attempts WHERE id = :attempt_id) "
     "AND round = (SELECT round FROM attempts WHERE id = :attempt_id)"
@@ -69,7 +71,7 @@ RECOUNT = (
 RECOUNT_ALL = (
     "UPDATE attempts SET counting = (id IN ("
     "SELECT id FROM (SELECT id, row_number() OVER (PARTITION BY person_id, round "
-    "ORDER BY correct_count DESC, duration_seconds, finished_at, id) AS pick "
+    "ORDER BY correct_count DESC, COALESCE(duration_seconds, 0), finished_at, id) AS pick "
     "FROM attempts WHERE status <> 'in_progress') picks WHERE pick = 1))"
 )
 RESULTS_FOR = (
@@ -160,6 +162,21 @@ def _pg_time(value: datetime | None) -> datetime | None:
     return None if value is None else value.replace(tzinfo=UTC)
 
 
+def _is_driver_error(error: BaseException | None) -> bool:
+    if error is None:
+        return False
+    if isinstance(error, sqlite3.Error):
+        return True
+    module = type(error).__module__
+    return module.startswith("asyncpg")
+
+
+def _as_dbapi_error(error: BaseException) -> DBAPIError:
+    """A driver's error as SQLAlchemy's, so that it is logged like every other database
+    failure: by its kind only (its message can quote a row)."""
+    return DBAPIError(None, None, error, hide_parameters=True)
+
+
 class SqlitePresses:
     """One press's transaction on a SQLite connection kept for the answer path.
 
@@ -178,6 +195,9 @@ class SqlitePresses:
         try:
             db = self._factory.sqlite_connection()
             db.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as error:
+            lock.release()
+            raise _as_dbapi_error(error) from error
         except BaseException:
             lock.release()
             raise
@@ -198,6 +218,8 @@ class SqlitePresses:
                 db.rollback()
         finally:
             lock.release()
+        if isinstance(exc, sqlite3.Error):
+            raise _as_dbapi_error(exc) from exc
 
     def _live(self) -> sqlite3.Connection:
         if self._db is None:
@@ -278,7 +300,10 @@ class _Numbered:
         return [params[name] for name in self.names]
 
 
-# One round trip on PostgreSQL: the attempt (locked), its items and their answer keys.
+# One round trip on PostgreSQL: the attempt (locked), its items and their answer keys. The
+# items come from the statement's snapshot, which a press that waited for the lock took
+# before the other press committed: RECORD_ANSWER's "choice IS NULL" keeps that safe (the
+# late press is told its question is stale).
 _PG_OWNED = _Numbered(
     f"SELECT {_ATTEMPT_COLUMNS}, i.position, i.question_id, i.option_order, i.choice, "
     "i.correct, i.answered_at, q.answer "
@@ -311,15 +336,30 @@ class PostgresPresses:
         self._keys: dict[int, int | None] = {}  # answer keys read with the attempt
 
     async def __aenter__(self) -> PostgresPresses:
-        raw = await self._engine.raw_connection()
-        try:
+        import asyncpg
+
+        # After a server restart every pooled connection is dead. SQLAlchemy's own path
+        # would notice once and drop them all; here each is found at its BEGIN, thrown
+        # away, and the next one tried, so that no press fails for it.
+        for _ in range(PG_POOL_SIZE + PG_MAX_OVERFLOW + 1):
+            raw = await self._engine.raw_connection()
             conn: Any = raw.driver_connection
-            await conn.execute("BEGIN")
-        except BaseException:
-            await greenlet_spawn(raw.invalidate)
-            raise
-        self._raw, self._conn = raw, conn
-        return self
+            try:
+                if conn.is_closed():
+                    raise asyncpg.exceptions.ConnectionDoesNotExistError("closed")
+                await conn.execute("BEGIN")
+            except (asyncpg.exceptions.InterfaceError, asyncpg.PostgresConnectionError, OSError):
+                await greenlet_spawn(raw.invalidate)
+                continue
+            except asyncpg.PostgresError as error:
+                await greenlet_spawn(raw.invalidate)
+                raise _as_dbapi_error(error) from error
+            except BaseException:
+                await greenlet_spawn(raw.invalidate)
+                raise
+            self._raw, self._conn = raw, conn
+            return self
+        raise _as_dbapi_error(ConnectionError("no live connection to PostgreSQL"))
 
     async def __aexit__(
         self,
@@ -337,8 +377,13 @@ class PostgresPresses:
         except BaseException:
             # Never hand a connection in an unknown state back to the pool.
             await greenlet_spawn(raw.invalidate)
-            raise
-        await greenlet_spawn(raw.close)
+            if exc is None:
+                raise
+        else:
+            await greenlet_spawn(raw.close)
+        if _is_driver_error(exc):
+            assert exc is not None
+            raise _as_dbapi_error(exc) from exc
 
     def _live(self) -> Any:
         if self._conn is None:

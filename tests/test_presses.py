@@ -234,3 +234,55 @@ async def test_many_presses_on_a_small_pool_with_a_stale_question_cache(
     finally:
         stores.close()
         await small.dispose()
+
+
+async def test_a_driver_error_surfaces_as_a_database_error(
+    engine: AsyncEngine, uows: SqlUnitOfWorkFactory, presses: DriverPressStores, attempt_id: int
+) -> None:
+    """Logged like any database failure (its kind only), and the connection stays usable."""
+    from sqlalchemy import text
+    from sqlalchemy.exc import DBAPIError
+
+    async with engine.begin() as conn:
+        await conn.execute(text("ALTER TABLE attempt_items RENAME TO attempt_items_gone"))
+    with pytest.raises(DBAPIError) as caught:
+        async with presses() as store:
+            await store.owned(attempt_id, 1001)
+    assert type(caught.value.orig).__module__.split(".")[0] in ("sqlite3", "asyncpg")
+    async with engine.begin() as conn:
+        await conn.execute(text("ALTER TABLE attempt_items_gone RENAME TO attempt_items"))
+    async with presses() as store:
+        assert await store.owned(attempt_id, 1001) is not None
+
+
+@pytest.mark.postgres
+async def test_presses_survive_a_database_restart(
+    database_url: str, uows: SqlUnitOfWorkFactory, attempt_id: int
+) -> None:
+    """Pooled connections the server dropped (restart, failover) are thrown away at BEGIN;
+    no press fails for them."""
+    from sqlalchemy import text
+
+    from storage.db import create_engine
+
+    if not database_url.startswith("postgresql"):
+        pytest.skip("PostgreSQL only")
+    engine = create_engine(database_url)
+    stores = DriverPressStores(engine)
+    admin = create_engine(database_url)
+    try:
+        held = [await engine.connect() for _ in range(4)]
+        pids = [await conn.scalar(text("SELECT pg_backend_pid()")) for conn in held]
+        for conn in held:
+            await conn.close()  # back to the pool, alive
+        async with admin.begin() as conn:
+            for pid in pids:
+                await conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        await asyncio.sleep(0.2)
+        for _ in range(5):
+            async with stores() as store:
+                assert await store.owned(attempt_id, 1001) is not None
+    finally:
+        stores.close()
+        await engine.dispose()
+        await admin.dispose()

@@ -27,7 +27,7 @@ from contest.errors import Conflict, ContestError
 from contest.importing import QuestionRow, UnitRow
 from contest.model import AttemptItem, AttemptStatus, Group, Person, Position, UnitKind
 from contest.rules import LOCAL_TZ, ContestRules
-from contest.scoring import best_per_person
+from contest.scoring import best_per_person, best_result
 from contest.services import RESULT_NOTIFICATION, ContestService
 from storage import models as m
 from storage.db import is_sqlite, write_transaction
@@ -855,3 +855,69 @@ async def test_upgrading_flags_the_counting_attempts_already_finished(
         assert sorted((r.person_id, r.number) for r in best) == [(1, 2), (2, 1)]
     finally:
         await engine.dispose()
+
+
+@pytest.mark.parametrize("attempts", [2, 3])
+async def test_two_processes_start_over_an_unclosed_expired_attempt(
+    seeded: AsyncEngine, database_url: str, rules: ContestRules, clock: ManualClock, attempts: int
+) -> None:
+    """Attempt 1 ran out unnoticed; two processes handle "Bắt đầu" at once. Both must show
+    the same new attempt: no second open attempt, no wrong "no attempts left"."""
+    from dataclasses import replace
+
+    from storage.db import create_engine
+
+    rules = replace(rules, round1=replace(rules.round1, attempts=attempts))
+    uows = SqlUnitOfWorkFactory(seeded)
+    async with uows(write=False) as uow:
+        ward = (await uow.units.page(UnitKind.WARD, 0, 1, None)).units[0]
+    await add_person(uows, 8101, "0912000181", unit_id=ward.id)
+    await ContestService(uows, clock, rules).start_attempt(8101)
+    clock.advance(rules.round1.duration + timedelta(seconds=5))
+    engines = [create_engine(database_url), create_engine(database_url)]
+    try:
+        services = [ContestService(SqlUnitOfWorkFactory(e), clock, rules) for e in engines]
+        for service in services:  # open the pools and fill the bank caches first
+            await service.ranking(1)
+        cards = await asyncio.gather(*(s.start_attempt(8101) for s in services))
+    finally:
+        for engine in engines:
+            await engine.dispose()
+    assert cards[0].attempt_id == cards[1].attempt_id
+    async with uows(write=False) as uow:
+        assert uow.session is not None
+        rows = (
+            await uow.session.execute(
+                select(m.AttemptRow.number, m.AttemptRow.status).order_by(m.AttemptRow.id)
+            )
+        ).all()
+    assert [tuple(r) for r in rows] == [(1, "expired"), (2, "in_progress")]
+
+
+async def test_a_result_without_a_duration_counts_as_zero_seconds_everywhere(
+    uows: SqlUnitOfWorkFactory,
+) -> None:
+    """Rows written without the bot (past results) may lack a duration: SQL's NULL order
+    differs per database, so the flags must order it as contest.scoring does (0 s)."""
+    person = await add_person(uows, 1004, "0912000004")
+    questions = await add_questions(uows, 3)
+    first = await add_attempt(uows, person.id, questions, number=1)
+    second = await add_attempt(uows, person.id, questions, number=2)
+    finished = {first: (None, T0 + timedelta(minutes=5)), second: (10.0, T0 + timedelta(minutes=1))}
+    async with uows() as uow:
+        assert uow.session is not None
+        for attempt_id, (seconds, at) in finished.items():
+            await uow.session.execute(
+                text(
+                    "UPDATE attempts SET status = 'submitted', correct_count = 2, "
+                    "finished_at = :at, duration_seconds = :seconds WHERE id = :id"
+                ),
+                {"id": attempt_id, "at": at.replace(tzinfo=None), "seconds": seconds},
+            )
+        await uow.session.execute(text(RECOUNT_ALL))
+        await uow.commit()
+    async with uows(write=False) as uow:
+        flagged = [r.attempt_id for r in await uow.attempts.best_results(1)]
+        best = best_result(await uow.attempts.results_for(person.id, 1))
+    assert best is not None
+    assert flagged == [best.attempt_id] == [first]

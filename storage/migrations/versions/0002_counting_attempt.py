@@ -21,7 +21,7 @@ UPDATE attempts SET counting = (id IN (
     SELECT id FROM (
         SELECT id, row_number() OVER (
             PARTITION BY person_id, round
-            ORDER BY correct_count DESC, duration_seconds, finished_at, id
+            ORDER BY correct_count DESC, COALESCE(duration_seconds, 0), finished_at, id
         ) AS pick
         FROM attempts WHERE status <> 'in_progress'
     ) picks WHERE pick = 1
