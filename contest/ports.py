@@ -146,8 +146,16 @@ class OutboxRepository(Protocol):
         self, key: str, person_id: int | None, kind: str, payload: dict[str, Any], now: datetime
     ) -> bool: ...
     async def claim(
-        self, now: datetime, lease_seconds: float, limit: int, owner: str
-    ) -> list[Notification]: ...
+        self,
+        now: datetime,
+        lease_seconds: float,
+        limit: int,
+        owner: str,
+        kinds: Sequence[str] | None = None,
+    ) -> list[Notification]:
+        """Pending notifications (of ``kinds`` only, if given), oldest first."""
+        ...
+
     async def mark_sent(self, notification_id: int, now: datetime) -> None: ...
     async def release(self, notification_id: int, error: str) -> None: ...
 

@@ -724,9 +724,18 @@ class ContestService:
     async def claim_notifications(
         self, owner: str, limit: int = 50, lease_seconds: float = 60.0
     ) -> list[Notification]:
-        """Take pending notifications for sending; a claim lapses after ``lease_seconds``."""
+        """Take pending notifications for sending; a claim lapses after ``lease_seconds``.
+
+        Deadline warnings come first: "1 minute left" is worth nothing late, and a wave of
+        results (many attempts running out together) must not hold it back.
+        """
         async with self.uow() as uow:
-            claimed = await uow.outbox.claim(self.clock.now(), lease_seconds, limit, owner)
+            now = self.clock.now()
+            claimed = await uow.outbox.claim(
+                now, lease_seconds, limit, owner, kinds=[WARNING_NOTIFICATION]
+            )
+            if len(claimed) < limit:
+                claimed += await uow.outbox.claim(now, lease_seconds, limit - len(claimed), owner)
             await uow.commit()
             return claimed
 

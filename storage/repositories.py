@@ -662,16 +662,20 @@ class SqlOutbox(SqlRepository):
         )
 
     async def claim(
-        self, now: datetime, lease_seconds: float, limit: int, owner: str
+        self,
+        now: datetime,
+        lease_seconds: float,
+        limit: int,
+        owner: str,
+        kinds: Sequence[str] | None = None,
     ) -> list[Notification]:
+        pending = select(m.OutboxRow).where(self._claimable(now))
+        if kinds is not None:
+            pending = pending.where(m.OutboxRow.kind.in_(list(kinds)))
         # On PostgreSQL concurrent claimers skip each other's rows instead of queueing.
         rows = list(
             await self.session.scalars(
-                select(m.OutboxRow)
-                .where(self._claimable(now))
-                .order_by(m.OutboxRow.id)
-                .limit(limit)
-                .with_for_update(skip_locked=True)
+                pending.order_by(m.OutboxRow.id).limit(limit).with_for_update(skip_locked=True)
             )
         )
         claimed: list[Notification] = []

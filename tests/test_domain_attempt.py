@@ -456,13 +456,20 @@ class FakeOutbox(_Repo):
         return True
 
     async def claim(
-        self, now: datetime, lease_seconds: float, limit: int, owner: str
+        self,
+        now: datetime,
+        lease_seconds: float,
+        limit: int,
+        owner: str,
+        kinds: Sequence[str] | None = None,
     ) -> list[Notification]:
         await _yield()
         claimed: list[Notification] = []
         for row_id, row in sorted(self.db.outbox.items()):
             if len(claimed) >= limit:
                 break
+            if kinds is not None and row.notification.kind not in kinds:
+                continue
             if row.sent_at is None and (row.lease_until is None or row.lease_until <= now):
                 self.uow.writing(self.db.outbox, row_id)
                 row.lease_owner = owner
@@ -1547,3 +1554,23 @@ async def test_a_replacing_import_withdraws_what_the_file_lacks(world: World) ->
 
     again = await w.service.import_questions(rows, replace=True)  # the old text is back
     assert (again.created, again.updated, again.withdrawn) == (0, 40, 1)
+
+
+async def test_warnings_are_claimed_before_older_results(world: World) -> None:
+    """Many attempts ran out together and their results wait in the outbox: a "1 minute
+    left" warning for someone still answering must not queue behind them."""
+    w = world
+    for telegram_id in (ALICE, BOB):
+        seed_person(w, telegram_id)
+    done = await w.service.start_attempt(ALICE)
+    w.clock.advance(minutes=2)
+    running = await w.service.start_attempt(BOB)
+    w.clock.set(done.deadline_at + timedelta(seconds=1))
+    assert await w.service.close_expired() == [done.attempt_id]  # a result is queued
+    w.clock.set(running.deadline_at - timedelta(seconds=50))
+    assert len(await w.service.due_warnings()) == 1  # then a warning
+
+    first = await w.service.claim_notifications("me", limit=1)
+    rest = await w.service.claim_notifications("me", limit=10)
+    assert [n.kind for n in first] == [WARNING_NOTIFICATION]
+    assert [n.kind for n in rest] == [RESULT_NOTIFICATION]

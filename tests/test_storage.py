@@ -477,6 +477,19 @@ async def test_outbox_claim_goes_to_one_owner_only(
         assert all(rows[key] == (owner, 1) for key in claimed)
 
 
+async def test_outbox_claim_by_kind(uows: SqlUnitOfWorkFactory) -> None:
+    async with uows() as uow:
+        await uow.outbox.add("result", None, "attempt_result", {}, T0)
+        await uow.outbox.add("warning", None, "attempt_warning", {}, T0)
+        await uow.commit()
+    async with uows() as uow:
+        warnings = await uow.outbox.claim(T0, 30, 10, "me", kinds=["attempt_warning"])
+        rest = await uow.outbox.claim(T0, 30, 10, "me")
+        await uow.commit()
+    assert [n.key for n in warnings] == ["warning"]
+    assert [n.key for n in rest] == ["result"]
+
+
 async def test_outbox_claim_lapses_and_sent_rows_stay_sent(uows: SqlUnitOfWorkFactory) -> None:
     async with uows() as uow:
         await uow.outbox.add("a", None, "reminder", {}, T0)
