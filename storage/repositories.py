@@ -68,21 +68,6 @@ def to_person(row: Any) -> Person:
     )
 
 
-def to_result(row: m.AttemptRow) -> AttemptResult:
-    assert row.finished_at is not None
-    return AttemptResult(
-        attempt_id=row.id,
-        person_id=row.person_id,
-        round=row.round,
-        number=row.number,
-        correct=row.correct_count,
-        total=row.question_count,
-        duration_seconds=row.duration_seconds or 0.0,
-        finished_at=row.finished_at,
-        status=AttemptStatus(row.status),
-    )
-
-
 class SqlRepository:
     """A repository over the unit of work's session. Core statements run on the session's
     connection, fetched once per transaction (``forget_connection`` after a commit)."""
@@ -230,7 +215,8 @@ class SqlPersons(SqlRepository):
         return to_person(row) if row else None
 
     async def get(self, person_id: int) -> Person | None:
-        row = await self.session.get(m.PersonRow, person_id)
+        conn = await self._connection()
+        row = (await conn.execute(_PERSON_BY_ID, {"person_id": person_id})).first()
         return to_person(row) if row else None
 
     async def add(
@@ -371,6 +357,19 @@ _COUNT_FOR = select(func.count()).where(
 _CREATE_ATTEMPT = insert(ATTEMPTS).returning(ATTEMPTS.c.id)
 _CREATE_ITEM = insert(ITEMS_TABLE)
 _PERSON_BY_TELEGRAM = select(PERSONS).where(PERSONS.c.telegram_id == bindparam("telegram_id"))
+_PERSON_BY_ID = select(PERSONS).where(PERSONS.c.id == bindparam("person_id"))
+# Summaries and notifications.
+_RESULTS_FOR = select(*_RESULT_COLUMNS).where(
+    ATTEMPTS.c.person_id == bindparam("person_id"),
+    ATTEMPTS.c.round == bindparam("round"),
+    ATTEMPTS.c.status != IN_PROGRESS,
+)
+_OUTBOX = cast(Table, m.OutboxRow.__table__)
+_MARK_SENT = (
+    update(_OUTBOX)
+    .where(_OUTBOX.c.id == bindparam("notification_id"))
+    .values(sent_at=bindparam("sent_at"))
+)
 # Row lock on PostgreSQL (SQLite renders none: BEGIN IMMEDIATE already serialises writers).
 _GET_ATTEMPT_LOCKED = _GET_ATTEMPT.with_for_update(of=ATTEMPTS)
 _OWNED_ATTEMPT_LOCKED = _OWNED_ATTEMPT.with_for_update(of=ATTEMPTS)
@@ -508,14 +507,9 @@ class SqlAttempts(SqlRepository):
         return int(await conn.scalar(_COUNT_FOR, {"person_id": person_id, "round": round}) or 0)
 
     async def results_for(self, person_id: int, round: int) -> list[AttemptResult]:
-        rows = await self.session.scalars(
-            select(m.AttemptRow).where(
-                m.AttemptRow.person_id == person_id,
-                m.AttemptRow.round == round,
-                m.AttemptRow.status != IN_PROGRESS,
-            )
-        )
-        return [to_result(r) for r in rows]
+        conn = await self._connection()
+        rows = await conn.execute(_RESULTS_FOR, {"person_id": person_id, "round": round})
+        return [_result_of(r, round) for r in rows]
 
     async def results(self, round: int) -> list[AttemptResult]:
         """Every finished attempt of a round."""
@@ -701,9 +695,8 @@ class SqlOutbox(SqlRepository):
         return claimed
 
     async def mark_sent(self, notification_id: int, now: datetime) -> None:
-        await self.session.execute(
-            update(m.OutboxRow).where(m.OutboxRow.id == notification_id).values(sent_at=now)
-        )
+        conn = await self._connection()
+        await conn.execute(_MARK_SENT, {"notification_id": notification_id, "sent_at": now})
 
     async def release(self, notification_id: int, error: str) -> None:
         await self.session.execute(
