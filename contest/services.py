@@ -787,12 +787,9 @@ class ContestService:
     async def _bank(self, uow: UnitOfWork, needed: int) -> list[Question]:
         """The active questions to draw from, cached like the questions themselves (read
         again while the cache holds fewer than ``needed``: a first import may be under way)."""
-        now = self.clock.now()
-        loaded = self._bank_loaded_at
-        stale = loaded is None or not 0 <= (now - loaded).total_seconds() < QUESTION_CACHE_SECONDS
-        if stale or len(self._active_bank) < needed:
+        if not self._fresh(self._bank_loaded_at) or len(self._active_bank) < needed:
             self._active_bank = await uow.questions.catalog()
-            self._bank_loaded_at = now
+            self._bank_loaded_at = self.clock.now()
         return self._active_bank
 
     async def _question(self, uow: UnitOfWork | None, question_id: int) -> Question:
@@ -818,10 +815,14 @@ class ContestService:
         self._questions_loaded_at = self.clock.now()
 
     def _cache_stale(self, question_id: int) -> bool:
-        loaded = self._questions_loaded_at
-        if loaded is None or question_id not in self._questions:
-            return True
-        return not 0 <= (self.clock.now() - loaded).total_seconds() < QUESTION_CACHE_SECONDS
+        return question_id not in self._questions or not self._fresh(self._questions_loaded_at)
+
+    def _fresh(self, loaded_at: datetime | None) -> bool:
+        """Whether a cache loaded at ``loaded_at`` is still young (a clock moved back makes
+        it stale too)."""
+        if loaded_at is None:
+            return False
+        return 0 <= (self.clock.now() - loaded_at).total_seconds() < QUESTION_CACHE_SECONDS
 
     async def _card(self, uow: UnitOfWork | None, attempt: Attempt, now: datetime) -> ExamCard:
         position = attempt.current_position()

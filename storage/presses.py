@@ -104,6 +104,34 @@ def _utc_naive(value: datetime) -> datetime:
     return value.astimezone(UTC).replace(tzinfo=None)
 
 
+def _sqlite_utc(value: datetime) -> str:
+    return _utc_naive(value).strftime(SQLITE_TIME_FORMAT)
+
+
+def _answer_params(
+    attempt_id: int, position: int, choice: int, correct: bool, now: Any
+) -> dict[str, Any]:
+    return {
+        "attempt_id": attempt_id,
+        "position": position,
+        "choice": choice,
+        "correct": correct,
+        "answered_at": now,
+    }
+
+
+def _finish_params(
+    attempt_id: int, status: AttemptStatus, finished_at: Any, correct: int, duration: float
+) -> dict[str, Any]:
+    return {
+        "attempt_id": attempt_id,
+        "status": status.value,
+        "finished_at": finished_at,
+        "correct": correct,
+        "duration": duration,
+    }
+
+
 def _attempt(row: Any, items: list[AttemptItem], when: Any) -> Attempt:
     return Attempt(
         id=row[0],
@@ -137,7 +165,10 @@ def _items(rows: Any, when: Any) -> list[AttemptItem]:
     ]
 
 
-def _results(rows: Any, when: Any) -> list[AttemptResult]:
+def driver_results(rows: Any, when: Any = None) -> list[AttemptResult]:
+    """Results from driver rows of (id, person_id, round, number, correct_count,
+    question_count, duration_seconds, finished_at, status)."""
+    when = when or driver_utc
     return [
         AttemptResult(
             attempt_id=row[0],
@@ -154,12 +185,14 @@ def _results(rows: Any, when: Any) -> list[AttemptResult]:
     ]
 
 
-def _sqlite_time(value: str | None) -> datetime | None:
-    return None if value is None else datetime.fromisoformat(value).replace(tzinfo=UTC)
-
-
-def _pg_time(value: datetime | None) -> datetime | None:
-    return None if value is None else value.replace(tzinfo=UTC)
+def driver_utc(value: str | datetime | None) -> Any:
+    """A UTC time as a driver returns it (SQLite's text, PostgreSQL's naive datetime), as
+    an aware datetime; None stays None."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value.replace(tzinfo=UTC)
 
 
 def _is_driver_error(error: BaseException | None) -> bool:
@@ -232,7 +265,7 @@ class SqlitePresses:
         if row is None:
             return None
         rows = db.execute(ITEMS, {"attempt_id": attempt_id}).fetchall()
-        return _attempt(row, _items(rows, _sqlite_time), _sqlite_time)
+        return _attempt(row, _items(rows, driver_utc), driver_utc)
 
     async def answer_of(self, question_id: int) -> int | None:
         row = self._live().execute(ANSWER_OF, {"question_id": question_id}).fetchone()
@@ -241,17 +274,8 @@ class SqlitePresses:
     async def record_answer(
         self, attempt_id: int, position: int, choice: int, correct: bool, now: datetime
     ) -> bool:
-        cursor = self._live().execute(
-            RECORD_ANSWER,
-            {
-                "attempt_id": attempt_id,
-                "position": position,
-                "choice": choice,
-                "correct": int(correct),
-                "answered_at": _utc_naive(now).strftime(SQLITE_TIME_FORMAT),
-            },
-        )
-        return cursor.rowcount == 1
+        params = _answer_params(attempt_id, position, choice, correct, _sqlite_utc(now))
+        return self._live().execute(RECORD_ANSWER, params).rowcount == 1
 
     async def finish(
         self,
@@ -261,24 +285,17 @@ class SqlitePresses:
         correct: int,
         duration_seconds: float,
     ) -> bool:
-        cursor = self._live().execute(
-            FINISH,
-            {
-                "attempt_id": attempt_id,
-                "status": status.value,
-                "finished_at": _utc_naive(finished_at).strftime(SQLITE_TIME_FORMAT),
-                "correct": correct,
-                "duration": duration_seconds,
-            },
+        params = _finish_params(
+            attempt_id, status, _sqlite_utc(finished_at), correct, duration_seconds
         )
-        if cursor.rowcount != 1:
+        if self._live().execute(FINISH, params).rowcount != 1:
             return False
         self._live().execute(RECOUNT, {"attempt_id": attempt_id})
         return True
 
     async def results_for(self, person_id: int, round: int) -> list[AttemptResult]:
         rows = self._live().execute(RESULTS_FOR, {"person_id": person_id, "round": round})
-        return _results(rows.fetchall(), _sqlite_time)
+        return driver_results(rows.fetchall())
 
     async def count_for(self, person_id: int, round: int) -> int:
         row = self._live().execute(COUNT_FOR, {"person_id": person_id, "round": round})
@@ -398,7 +415,7 @@ class PostgresPresses:
             return None
         items = [row[13:19] for row in rows if row[13] is not None]
         self._keys = {row[14]: row[19] for row in rows if row[13] is not None}
-        return _attempt(rows[0], _items(items, _pg_time), _pg_time)
+        return _attempt(rows[0], _items(items, driver_utc), driver_utc)
 
     async def answer_of(self, question_id: int) -> int | None:
         if question_id in self._keys:  # read in this transaction, with the attempt
@@ -410,13 +427,7 @@ class PostgresPresses:
     async def record_answer(
         self, attempt_id: int, position: int, choice: int, correct: bool, now: datetime
     ) -> bool:
-        params = {
-            "attempt_id": attempt_id,
-            "position": position,
-            "choice": choice,
-            "correct": correct,
-            "answered_at": _utc_naive(now),
-        }
+        params = _answer_params(attempt_id, position, choice, correct, _utc_naive(now))
         status = await self._live().execute(_PG_RECORD_ANSWER.sql, *_PG_RECORD_ANSWER.args(params))
         return _updated(status) == 1
 
@@ -428,13 +439,9 @@ class PostgresPresses:
         correct: int,
         duration_seconds: float,
     ) -> bool:
-        params = {
-            "attempt_id": attempt_id,
-            "status": status.value,
-            "finished_at": _utc_naive(finished_at),
-            "correct": correct,
-            "duration": duration_seconds,
-        }
+        params = _finish_params(
+            attempt_id, status, _utc_naive(finished_at), correct, duration_seconds
+        )
         status_line = await self._live().execute(_PG_FINISH.sql, *_PG_FINISH.args(params))
         if _updated(status_line) != 1:
             return False
@@ -444,7 +451,7 @@ class PostgresPresses:
     async def results_for(self, person_id: int, round: int) -> list[AttemptResult]:
         params = {"person_id": person_id, "round": round}
         rows = await self._live().fetch(_PG_RESULTS_FOR.sql, *_PG_RESULTS_FOR.args(params))
-        return _results(rows, _pg_time)
+        return driver_results(rows)
 
     async def count_for(self, person_id: int, round: int) -> int:
         params = {"person_id": person_id, "round": round}

@@ -33,7 +33,7 @@ from contest.ports import ImportSummary, Notification, UnitPage
 from contest.registration import Draft
 from contest.text import fold, question_key
 from storage import models as m
-from storage.presses import RECOUNT
+from storage.presses import RECOUNT, driver_results
 
 
 def _rowcount(result: Any) -> int:
@@ -290,13 +290,6 @@ _RESULT_COLUMNS = (
 )
 
 
-def _driver_utc(value: Any) -> datetime:
-    """A UTC time as a driver returns it: SQLite's text, or PostgreSQL's naive datetime."""
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    return cast(datetime, value).replace(tzinfo=UTC)
-
-
 def _finished_in(round: int) -> tuple[Any, ...]:
     return (ATTEMPTS.c.round == round, ATTEMPTS.c.status != IN_PROGRESS)
 
@@ -524,30 +517,22 @@ class SqlAttempts(SqlRepository):
         A whole round is read (100,000 rows for a city): the rows come as the driver gives
         them and are converted here, without SQLAlchemy's per-value result processing.
         """
-        stmt = select(*_RESULT_COLUMNS).where(
-            ATTEMPTS.c.round == round, ATTEMPTS.c.counting.is_(True)
-        )
+        a = ATTEMPTS.c
+        stmt = select(
+            a.id,
+            a.person_id,
+            a.round,
+            a.number,
+            a.correct_count,
+            a.question_count,
+            a.duration_seconds,
+            a.finished_at,
+            a.status,
+        ).where(a.round == round, a.counting.is_(True))
         conn = await self._connection()
         # The round number is our own integer: rendered inline, the SQL runs as it is.
         sql = str(stmt.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
-        result = await conn.exec_driver_sql(sql)
-        statuses = {status.value: status for status in AttemptStatus}
-        return [
-            AttemptResult(
-                attempt_id,
-                person_id,
-                round,
-                number,
-                correct,
-                total,
-                duration or 0.0,
-                _driver_utc(finished_at),
-                statuses[status],
-            )
-            for attempt_id, person_id, number, correct, total, duration, finished_at, status in (
-                cast(list[tuple[Any, ...]], result.all())
-            )
-        ]
+        return driver_results((await conn.exec_driver_sql(sql)).all())
 
     async def record_answer(
         self, attempt_id: int, position: int, choice: int, correct: bool, now: datetime
