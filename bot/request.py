@@ -32,7 +32,7 @@ from telegram._utils.types import ODVInput
 from telegram.error import NetworkError, TimedOut
 from telegram.request import BaseRequest, HTTPXRequest, RequestData
 
-__all__ = ["REQUEST_BACKENDS", "AiohttpRequest", "build_request"]
+__all__ = ["REQUEST_BACKENDS", "AiohttpRequest", "SharedSession", "build_request"]
 
 REQUEST_BACKENDS = ("aiohttp", "httpx")
 
@@ -70,6 +70,46 @@ async def _iter_file(handle: IO[bytes]) -> AsyncIterator[bytes]:
         yield chunk
 
 
+class SharedSession:
+    """One :class:`aiohttp.ClientSession` for several :class:`AiohttpRequest` instances.
+
+    The session is created by the first :meth:`acquire` (aiohttp sessions must be created in
+    a running event loop) and closed when the last user releases it, so PTB's own
+    initialise/shutdown calls on each request object keep working. The connector has no
+    limit of its own: each request object bounds its requests with its own pool, so a busy
+    pool (bulk sends) never takes connections from another (answers to presses).
+    """
+
+    __slots__ = ("_session", "_users")
+
+    def __init__(self) -> None:
+        self._session: aiohttp.ClientSession | None = None
+        self._users = 0
+
+    @property
+    def session(self) -> aiohttp.ClientSession | None:
+        """The open session, if any user holds it."""
+        return self._session
+
+    async def acquire(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=0),
+                # Passed per request in do_request(); this default is never used.
+                timeout=aiohttp.ClientTimeout(),
+            )
+            self._users = 0
+        self._users += 1
+        return self._session
+
+    async def release(self) -> None:
+        self._users = max(0, self._users - 1)
+        session = self._session
+        if self._users == 0 and session is not None:
+            self._session = None
+            await session.close()
+
+
 def _resolve(value: ODVInput[float], default: float | None) -> float | None:
     return default if isinstance(value, DefaultValue) else value
 
@@ -90,7 +130,8 @@ class AiohttpRequest(BaseRequest):
             when the caller did not pass an explicit ``write_timeout``.
         session: An externally owned :class:`aiohttp.ClientSession` to share. It is used as is
             (its connector limits apply on top of ``connection_pool_size``) and is never closed
-            by :meth:`shutdown`.
+            by :meth:`shutdown`. Or a :class:`SharedSession`: the instances built on it send
+            through one session, which the last of them to shut down closes.
         proxy: Optional HTTP(S) proxy URL passed to every request. Unlike httpx, environment
             proxy variables are not consulted.
 
@@ -134,7 +175,7 @@ class AiohttpRequest(BaseRequest):
         connect_timeout: float | None = 5.0,
         pool_timeout: float | None = 1.0,
         media_write_timeout: float | None = 20.0,
-        session: aiohttp.ClientSession | None = None,
+        session: aiohttp.ClientSession | SharedSession | None = None,
         proxy: str | None = None,
     ) -> None:
         if connection_pool_size < 1:
@@ -177,6 +218,9 @@ class AiohttpRequest(BaseRequest):
             return
         # A fresh semaphore per session: a semaphore binds to the loop of its first waiter.
         self._pool = asyncio.Semaphore(self._pool_size)
+        if isinstance(self._shared_session, SharedSession):
+            self._session = await self._shared_session.acquire()
+            return
         if self._shared_session is not None:
             # If its owner already closed it, do_request() keeps refusing to run.
             self._session = self._shared_session
@@ -190,7 +234,12 @@ class AiohttpRequest(BaseRequest):
     async def shutdown(self) -> None:
         """See :meth:`BaseRequest.shutdown`. Closes the owned session only; idempotent."""
         session, self._session = self._session, None
-        if session is None or session is self._shared_session or session.closed:
+        if session is None:
+            return
+        if isinstance(self._shared_session, SharedSession):
+            await self._shared_session.release()
+            return
+        if session is self._shared_session or session.closed:
             return
         await session.close()
 
@@ -298,14 +347,19 @@ class AiohttpRequest(BaseRequest):
 
 
 def build_request(
-    backend: str = "aiohttp", *, pool_size: int, read_timeout: float | None = None
+    backend: str = "aiohttp",
+    *,
+    pool_size: int,
+    read_timeout: float | None = None,
+    shared: SharedSession | None = None,
 ) -> BaseRequest:
     """Create a PTB request object for ``backend`` ("aiohttp" or "httpx").
 
     ``read_timeout=None`` keeps the backend's default (5 s); all other timeouts use the
     HTTPXRequest defaults. Use one instance per purpose: ``ApplicationBuilder().request(...)``
     and ``.get_updates_request(...)`` must not share an object (pool size 1 is enough for the
-    latter).
+    latter). On aiohttp, instances given the same ``shared`` send through one session; httpx
+    keeps a client per instance, as python-telegram-bot does.
     """
     name = backend.strip().lower()
     if pool_size < 1:
@@ -314,7 +368,7 @@ def build_request(
     if read_timeout is not None:
         kwargs["read_timeout"] = read_timeout
     if name == "aiohttp":
-        return AiohttpRequest(**kwargs)
+        return AiohttpRequest(session=shared, **kwargs)
     if name == "httpx":
         return HTTPXRequest(**kwargs)
     raise ValueError(

@@ -33,7 +33,7 @@ from telegram.request import BaseRequest, HTTPXRequest, RequestData
 from telegram.request._requestparameter import RequestParameter
 
 from bot.fake_api import FakeBotApi
-from bot.request import AiohttpRequest, build_request
+from bot.request import AiohttpRequest, SharedSession, build_request
 
 BACKENDS = ["aiohttp", "httpx"]
 CHAT = 1001
@@ -312,6 +312,51 @@ async def test_shared_session_is_not_closed(api: FakeBotApi) -> None:
         assert request.session is None
 
 
+async def test_requests_on_a_shared_session_send_through_one_session(api: FakeBotApi) -> None:
+    shared = SharedSession()
+    answers = AiohttpRequest(session=shared, connection_pool_size=4)
+    bulk = AiohttpRequest(session=shared, connection_pool_size=1)
+    async with Bot(api.token, base_url=api.base_url, request=answers) as bot:
+        async with Bot(api.token, base_url=api.base_url, request=bulk) as bulk_bot:
+            session = shared.session
+            assert session is not None
+            assert answers.session is session and bulk.session is session
+            assert (await bulk_bot.send_message(CHAT, "bulk")).text == "bulk"
+        # One user shut down: the session stays open for the other.
+        assert bulk.session is None and not session.closed
+        assert (await bot.send_message(CHAT, "still open")).text == "still open"
+    # The last user closes it; a new start opens a new one.
+    assert session.closed and shared.session is None
+    async with Bot(api.token, base_url=api.base_url, request=answers) as bot:
+        assert shared.session is not None and shared.session is not session
+        assert (await bot.send_message(CHAT, "again")).text == "again"
+    assert shared.session is None
+
+
+async def test_a_full_pool_does_not_hold_up_another_on_the_same_session(
+    api: FakeBotApi,
+) -> None:
+    """Bulk sends that fill their own pool leave the answers' pool free."""
+    shared = SharedSession()
+    answers = AiohttpRequest(session=shared, connection_pool_size=2, pool_timeout=0.2)
+    bulk = AiohttpRequest(session=shared, connection_pool_size=1, pool_timeout=0.1)
+    async with (
+        Bot(api.token, base_url=api.base_url, request=answers) as bot,
+        Bot(api.token, base_url=api.base_url, request=bulk) as bulk_bot,
+    ):
+        api.inject_delay("sendMessage", 1.0)
+        slow = asyncio.create_task(bulk_bot.send_message(CHAT, "bulk"))
+        await asyncio.sleep(0.2)  # `slow` holds the bulk pool's only slot
+        with pytest.raises(TimedOut, match="Pool timeout"):
+            await bulk_bot.send_message(CHAT, "bulk 2")
+        started = time.monotonic()
+        assert (await bot.get_me()).is_bot
+        assert (await bot.send_message(CHAT, "answer")).text == "answer"
+        assert time.monotonic() - started < 0.9  # not behind the delayed bulk send
+        assert not slow.done()
+        assert (await slow).text == "bulk"
+
+
 def _request_data(**params: Any) -> RequestData:
     return RequestData([RequestParameter.from_input(k, v) for k, v in params.items()])
 
@@ -347,6 +392,10 @@ def test_build_request() -> None:
     assert isinstance(polling, HTTPXRequest)
     assert polling.read_timeout == 7
     assert isinstance(build_request(pool_size=1), AiohttpRequest)
+    shared = SharedSession()
+    on_shared = build_request("aiohttp", pool_size=2, shared=shared)
+    assert isinstance(on_shared, AiohttpRequest) and on_shared._shared_session is shared
+    assert isinstance(build_request("httpx", pool_size=2, shared=shared), HTTPXRequest)
     with pytest.raises(ValueError, match="Unknown request backend 'requests'"):
         build_request("requests", pool_size=1)
     with pytest.raises(ValueError):
