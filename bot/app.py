@@ -12,7 +12,7 @@ from telegram import Bot, BotCommand
 from telegram.ext import Application, ApplicationBuilder
 
 from bot.processor import PerChatUpdateProcessor
-from bot.request import build_request
+from bot.request import SharedSession, build_request
 from bot.settings import Settings
 from contest.clock import Clock, SystemClock
 from contest.rules import ContestRules
@@ -20,7 +20,7 @@ from contest.services import ContestService
 from handlers import exam, info, registration
 from handlers.common import DEPS_KEY, Deps, on_error
 from handlers.notify import TelegramNotifier
-from scheduler.deadlines import DeadlineScheduler, process_name
+from scheduler.deadlines import DELIVERY_CONCURRENCY, DeadlineScheduler, process_name
 from scheduler.lease import LeaseGuard
 from scheduler.throttle import SendThrottle
 from storage.db import create_engine
@@ -78,13 +78,16 @@ def build_application(
     """Build the bot. Nothing connects here: the database is opened in ``post_init``."""
     if settings.bot_token is None or not settings.bot_token.get_secret_value().strip():
         raise MissingToken
+    # Every request object of the bot (updates, getUpdates, bulk sends) sends through one
+    # aiohttp session; each keeps its own pool, so bulk sends never hold up an answer.
+    http = SharedSession()
     builder: ApplicationBuilder[Any, Any, Any, Any, Any, Any] = (
         Application.builder()
         .token(settings.bot_token.get_secret_value().strip())
         .base_url(settings.bot_api_url)
         .base_file_url(file_url(settings.bot_api_url))
-        .request(build_request(settings.http_backend, pool_size=128))
-        .get_updates_request(build_request(settings.http_backend, pool_size=1))
+        .request(build_request(settings.http_backend, pool_size=128, shared=http))
+        .get_updates_request(build_request(settings.http_backend, pool_size=1, shared=http))
         .concurrent_updates(PerChatUpdateProcessor(256))
         .post_init(_post_init)
         .post_shutdown(_post_shutdown)
@@ -103,7 +106,7 @@ def build_application(
         app.bot.token,
         base_url=settings.bot_api_url,
         base_file_url=file_url(settings.bot_api_url),
-        request=build_request(settings.http_backend, pool_size=8),
+        request=build_request(settings.http_backend, pool_size=DELIVERY_CONCURRENCY, shared=http),
     )
     throttle = SendThrottle(settings.send_rate, settings.chat_send_interval)
     lease = LeaseGuard(engine, "scheduler", process_name(), settings.lease_seconds)

@@ -41,9 +41,11 @@ log = logging.getLogger(__name__)
 
 # A late timer must still run: APScheduler's default misfire grace is 1 s.
 JOB_KWARGS: dict[str, Any] = {"misfire_grace_time": None, "coalesce": True}
-# Small batches: results to one chat are paced at one message per second, and a claim
-# must not run out while its batch is still being sent.
-DELIVERY_BATCH = 10
+# Notifications in flight at once. Each one waits for its send slots (about 30 messages/s
+# overall, and a second between the two messages of a result, which go to the same chat),
+# so they must overlap to reach the overall pace; the bulk connection pool has this size.
+# The claimed rows are never more than this, so a claim (60 s) does not run out unsent.
+DELIVERY_CONCURRENCY = 32
 MAX_TRIES = 5
 
 
@@ -152,22 +154,44 @@ class DeadlineScheduler:
     async def deliver(self) -> int:
         """Send pending notifications from the outbox; returns how many were sent.
 
-        Each notification is handled on its own: one that fails is retried after its
-        claim runs out (up to MAX_TRIES), and never holds back the others.
+        Up to DELIVERY_CONCURRENCY are in flight at once, paced by the notifier's throttle;
+        more are claimed whenever half of them are done. Each notification is handled on
+        its own: one that fails is retried after its claim runs out (up to MAX_TRIES), and
+        never holds back the others.
         """
         sent = 0
         async with self._delivering:
-            while True:
-                if self.lease.holding:
-                    # A long delivery keeps the lease alive, and stops if it was lost.
-                    held, _ = await self.lease.renew()
-                    if not held:
-                        return sent
-                batch = await self.service.claim_notifications(self.owner, DELIVERY_BATCH)
-                if not batch:
-                    return sent
-                for note in batch:
-                    sent += await self._deliver_one(note)
+            pending: set[asyncio.Task[int]] = set()
+            try:
+                while True:
+                    if self.lease.holding:
+                        # A long delivery keeps the lease alive, and stops if it was lost.
+                        held, _ = await self.lease.renew()
+                        if not held:
+                            break
+                    want = DELIVERY_CONCURRENCY - len(pending)
+                    batch = await self.service.claim_notifications(self.owner, want)
+                    pending.update(asyncio.create_task(self._deliver_one(n)) for n in batch)
+                    if not pending:
+                        break
+                    # Drained: finish what is in flight, then look once more.
+                    floor = DELIVERY_CONCURRENCY // 2 if len(batch) == want else 0
+                    while len(pending) > floor:
+                        done, pending = await asyncio.wait(
+                            pending, return_when=asyncio.FIRST_COMPLETED
+                        )
+                        sent += sum(task.result() for task in done)
+            except BaseException:
+                # Stopping (shutdown, cancelled): an unsent row's claim runs out and it is
+                # sent again later.
+                for task in pending:
+                    task.cancel()
+                await asyncio.gather(*pending, return_exceptions=True)
+                raise
+            # The lease was lost: what this process claimed still goes out.
+            results = await asyncio.gather(*pending, return_exceptions=True)
+            sent += sum(r for r in results if isinstance(r, int))
+        return sent
 
     async def _deliver_one(self, note: Notification) -> int:
         try:

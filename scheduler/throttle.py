@@ -31,6 +31,7 @@ class SendThrottle:
         self._sleep = sleep
         self._next_global = 0.0
         self._next_chat: dict[int, float] = {}
+        self._pauses = 0
 
     def reserve(self, chat_id: int) -> float:
         """Book the earliest slot allowed for this chat; returns the seconds to wait."""
@@ -43,10 +44,17 @@ class SendThrottle:
         return slot - now
 
     async def wait(self, chat_id: int) -> None:
-        delay = self.reserve(chat_id)
-        if delay > 0:
-            await self._sleep(delay)
+        """Wait for this chat's slot. If Telegram asked to slow down meanwhile, the slot
+        booked before is void: book again, after the pause."""
+        while True:
+            pauses = self._pauses
+            delay = self.reserve(chat_id)
+            if delay > 0:
+                await self._sleep(delay)
+            if self._pauses == pauses:
+                return
 
     def pause(self, seconds: float) -> None:
         """Telegram said "retry after": nobody sends before then."""
+        self._pauses += 1
         self._next_global = max(self._next_global, self._monotonic() + seconds)

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import random
+import time
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.app import runtime
+from bot.bench import seed_attempts, seed_bank, seed_people
 from bot.fake_api import FakeBotApi
 from contest.clock import ManualClock
+from scheduler.deadlines import DELIVERY_CONCURRENCY
 from scheduler.throttle import SendThrottle
 from storage import leases
 from storage import models as m
@@ -49,6 +53,20 @@ async def test_throttle_pause_holds_everyone_back():
     await throttle.wait(1)
     await throttle.wait(2)
     assert t.sleeps[0] == 5.0 and abs(t.sleeps[1] - (5.0 + 1 / 30)) < 1e-9
+
+
+async def test_a_pause_voids_the_slots_booked_before_it():
+    t = FakeTime()
+
+    async def sleep_then_429(seconds: float) -> None:
+        await t.sleep(seconds)
+        if len(t.sleeps) == 1:
+            throttle.pause(10.0)  # another send met "retry after 10" meanwhile
+
+    throttle = SendThrottle(1.0, 0.0, monotonic=t.monotonic, sleep=sleep_then_429)
+    await throttle.wait(1)  # at once
+    await throttle.wait(2)  # booked 1 s ahead, then voided by the pause: waits it out
+    assert t.sleeps == [1.0, 10.0]
 
 
 async def test_lease_is_held_by_one_and_taken_over_when_it_runs_out(engine: AsyncEngine):
@@ -144,3 +162,70 @@ async def test_a_warning_that_failed_to_send_is_sent_again(
     async with runtime(bot.app).engine.connect() as conn:
         rows = (await conn.execute(select(m.OutboxRow.kind, m.OutboxRow.tries))).all()
     assert [(r.kind, r.tries) for r in rows] == [("attempt_warning", 2)]
+
+
+async def test_results_go_out_at_the_overall_pace_and_presses_do_not_wait_for_them(
+    bot: BotRunner, fake_api: FakeBotApi, rules, seeded: AsyncEngine
+):
+    """60 results closed together (120 messages: the card retired, then the result) go out
+    at about 30 messages/s overall and 1/s per chat, so many at once; a person pressing A
+    meanwhile gets the answer and the next question at once, not after the burst."""
+    user = await _open_attempt(bot, fake_api, 3010, "0920000010")
+    rng = random.Random(7)
+    bank = await seed_bank(seeded, rules)
+    people = [p for p in await seed_people(seeded, bank, 60, 800_000, rng) if p[1] >= 800_000]
+    for _, uid in people:
+        fake_api.user(uid)
+    bulk_uids = {uid for _, uid in people}
+    await seed_attempts(seeded, bank, people, rng, finished=True)
+
+    def bulk_calls() -> list:
+        return [
+            c
+            for c in fake_api.calls
+            if c.method in ("sendMessage", "editMessageText")
+            and int(c.params.get("chat_id", 0)) in bulk_uids
+        ]
+
+    def results_sent() -> int:
+        return sum(1 for c in bulk_calls() if c.method == "sendMessage")
+
+    for _ in range(100):  # the sweep (every 0.1 s here) starts delivering
+        if results_sent() >= 5:
+            break
+        await asyncio.sleep(0.05)
+    assert 5 <= results_sent() < 40
+    started = time.monotonic()
+    await user.press("A")
+    card = await user.wait_for(has("Câu 2/20"), timeout=5)
+    waited = time.monotonic() - started
+    assert waited < 1.0, f"the press waited {waited:.2f} s behind the bulk sends"
+    assert "Câu 2/20" in card.text
+    assert fake_api.calls_of("answerCallbackQuery")[-1].status == 200
+    assert results_sent() < 60  # the burst was still going when the answer came
+
+    for _ in range(200):
+        if results_sent() == 60:
+            break
+        await asyncio.sleep(0.05)
+    calls = bulk_calls()
+    assert results_sent() == 60 and len(calls) == 120
+    times = sorted(c.t for c in calls)
+    pace = (len(times) - 1) / (times[-1] - times[0])
+    # About 30/s overall: not faster, and far from one result at a time (2 messages/s).
+    assert 15 < pace <= 31, f"{pace:.1f} messages/s"
+    for uid in bulk_uids:
+        retire, result = sorted(c.t for c in calls if int(c.params["chat_id"]) == uid)
+        assert result - retire >= 0.95  # one message per second to a chat
+
+
+async def test_the_bot_sends_through_one_http_session(bot: BotRunner, fake_api: FakeBotApi):
+    """Updates, getUpdates and bulk sends: three pools, one aiohttp session."""
+    app = bot.app
+    requests = [*app.bot._request, runtime(app).bulk_bot.request]
+    sessions = {id(request.session) for request in requests}
+    assert len(sessions) == 1 and requests[0].session is not None
+    session = requests[0].session
+    assert [r.connection_pool_size for r in requests] == [1, 128, DELIVERY_CONCURRENCY]
+    await bot.stop()
+    assert session.closed
