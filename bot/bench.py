@@ -560,7 +560,7 @@ def build_noop_application(settings: Any) -> Any:
     from telegram.ext import Application, CallbackQueryHandler, ContextTypes
 
     from bot.processor import PerChatUpdateProcessor
-    from bot.request import build_request
+    from bot.request import SharedSession, build_request
 
     counter = [0]
 
@@ -575,12 +575,13 @@ def build_noop_application(settings: Any) -> Any:
             reply_markup=getattr(query.message, "reply_markup", None),
         )
 
+    http = SharedSession()  # like the real bot: one session under both request objects
     app = (
         Application.builder()
         .token(settings.bot_token.get_secret_value())
         .base_url(settings.bot_api_url)
-        .request(build_request(settings.http_backend, pool_size=128))
-        .get_updates_request(build_request(settings.http_backend, pool_size=1))
+        .request(build_request(settings.http_backend, pool_size=128, shared=http))
+        .get_updates_request(build_request(settings.http_backend, pool_size=1, shared=http))
         .concurrent_updates(PerChatUpdateProcessor(256))
         .build()
     )

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
+from sqlalchemy.exc import SQLAlchemyError
 from telegram.error import TelegramError
 
 from bot.config import ConfigError, load_rules
@@ -40,6 +41,14 @@ def fail(message: str, code: int = EXIT_USAGE) -> int:
     return code
 
 
+def _root_cause(exc: BaseException) -> str:
+    """The name of the innermost error (the driver's), without its message."""
+    inner: BaseException = getattr(exc, "orig", None) or exc
+    while inner.__cause__ is not None:
+        inner = inner.__cause__
+    return type(inner).__name__
+
+
 def load_settings() -> Settings:
     return Settings()
 
@@ -59,12 +68,12 @@ def cmd_run(args: argparse.Namespace) -> int:
             "Chưa có token của bot: hãy đặt biến môi trường CONTEST_BOT_TOKEN "
             "(token do @BotFather cấp)."
         )
-    if args.webhook:
-        from bot.webhook import run_webhook
-
-        return int(run_webhook(app, settings))
-    log.info("bot starting (long polling, config %s)", settings.config_path())
     try:
+        if args.webhook:
+            from bot.webhook import run_webhook
+
+            return int(run_webhook(app, settings))
+        log.info("bot starting (long polling, config %s)", settings.config_path())
         asyncio.run(_poll_until_signalled(app, settings.poll_timeout))
     except TelegramError as exc:
         return fail(
@@ -216,6 +225,16 @@ def main(argv: list[str] | None = None) -> int:
         return fail(
             f"Lỗi biến môi trường: {exc.error_count()} giá trị không hợp lệ: "
             + ", ".join("CONTEST_" + str(e["loc"][0]).upper() for e in exc.errors())
+        )
+    except (SQLAlchemyError, OSError) as exc:
+        # The driver's message can quote the URL (a password) or a row (personal data):
+        # the kind of failure is enough to act on.
+        log.debug("database failure", exc_info=True)
+        return fail(
+            "Không kết nối hoặc không dùng được cơ sở dữ liệu "
+            f"({_root_cause(exc)}). "
+            "Hãy kiểm tra CONTEST_DATABASE_URL, máy chủ cơ sở dữ liệu và quyền truy cập.",
+            EXIT_REJECTED,
         )
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -27,7 +27,7 @@ class Settings(BaseSettings):
     admin_ids: Annotated[frozenset[int], NoDecode] = frozenset()
     config: Path | None = None
     # Tuning (rarely changed): request backend, seconds between deadline sweeps.
-    http_backend: str = "aiohttp"
+    http_backend: Literal["aiohttp", "httpx"] = "aiohttp"
     sweep_seconds: float = Field(default=15.0, gt=0)
     lease_seconds: float = Field(default=45.0, gt=0)
     send_rate: float = Field(default=30.0, gt=0)  # bulk messages per second, overall
@@ -47,6 +47,11 @@ class Settings(BaseSettings):
         if isinstance(value, int):
             return frozenset({value})
         return value
+
+    @field_validator("http_backend", mode="before")
+    @classmethod
+    def _backend_name(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
 
     def config_path(self) -> Path:
         """CONTEST_CONFIG, else ./contest.toml, else the shipped ./contest.example.toml."""

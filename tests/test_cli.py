@@ -341,3 +341,35 @@ async def test_replacing_the_bank_withdraws_what_the_file_lacks(cli: Cli) -> Non
     assert "Tệp chỉ có 5 câu hỏi, ít hơn 20 câu của một lần thi" in refused.stderr
     with closing(sqlite3.connect(cli.db)) as connection:
         assert connection.execute("SELECT sum(active) FROM questions").fetchone()[0] == 86
+
+
+def test_unusable_settings_database_and_api_are_explained_without_a_traceback(
+    cli: Cli, listener: socket.socket
+) -> None:
+    """A wrong backend name, a database that cannot be opened, a Bot API that cannot be
+    reached in webhook mode: each stops with a Vietnamese message naming what to check."""
+    missing = f"sqlite:///{cli.cwd / 'no' / 'such' / 'folder' / 'x.db'}"
+    webhook = {
+        "CONTEST_BOT_TOKEN": TOKEN,
+        "CONTEST_WEBHOOK_URL": "https://bot.example.vn/hook-abc",
+        "CONTEST_WEBHOOK_SECRET": "s3cret",
+        "CONTEST_WEBHOOK_PORT": str(free_port()),
+    }
+    api = {"CONTEST_BOT_API_URL": f"http://127.0.0.1:{listener.getsockname()[1]}/bot"}
+    backend, migrate, imported, hooked = cli.many(
+        (["run"], {**api, "CONTEST_BOT_TOKEN": TOKEN, "CONTEST_HTTP_BACKEND": "requests"}),
+        (["migrate"], {"CONTEST_DATABASE_URL": missing}),
+        (["import-units", str(SAMPLES / "units.csv")], {"CONTEST_DATABASE_URL": missing}),
+        (["run", "--webhook"], webhook),
+    )
+    for result in (backend, migrate, imported, hooked):
+        assert result.returncode != 0
+        assert "Traceback" not in result.stderr, result.stderr
+    assert "Lỗi biến môi trường: 1 giá trị không hợp lệ: CONTEST_HTTP_BACKEND" in backend.stderr
+    assert no_connection(listener)
+    for result in (migrate, imported):
+        assert "Không kết nối hoặc không dùng được cơ sở dữ liệu" in result.stderr
+        assert "CONTEST_DATABASE_URL" in result.stderr
+        assert "Cơ sở dữ liệu đã được cập nhật" not in result.stdout
+    assert "Không kết nối được với Telegram Bot API" in hooked.stderr
+    assert not cli.db.exists()
