@@ -10,6 +10,7 @@ import logging
 import os
 import signal
 import socket
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -134,6 +135,22 @@ async def test_webhook_registers_and_serves_the_conversation(
     assert len(fake_api.webhook_delivered) >= 10  # every step came by webhook delivery
     assert not fake_api.calls_of("getUpdates")
     assert await get(f"http://127.0.0.1:{hooked.port}/healthz") == (200, '{"status": "ok"}')
+
+
+async def test_the_webhook_answers_before_the_update_is_processed(
+    hooked: WebhookServer, fake_api: FakeBotApi
+):
+    """Telegram waits for the 200 before it sends that chat anything else: a slow reply
+    (here, the Bot API answering sendMessage after 1.5 s) must not hold the 200 back."""
+    user = fake_api.user(2003)
+    since = user.mark()
+    fake_api.inject_delay("sendMessage", 1.5)
+    started = time.monotonic()
+    assert await post(hooked.local_url, command_update(user, 900_101, "/start")) == (200, "")
+    acknowledged = time.monotonic() - started
+    assert acknowledged < 0.5, f"the 200 took {acknowledged:.2f} s"
+    await user.wait_for(has("Xin chào"), since=since)
+    assert time.monotonic() - started >= 1.5  # the reply itself was slow
 
 
 # ------------------------------------------------------------------ what Telegram never sends
