@@ -97,7 +97,7 @@ def build_application(
     app = builder.build()
 
     clock = clock or SystemClock()
-    engine = engine or create_engine(settings.database_url)
+    engine = engine or create_engine(settings.database_url, pg_pool_size=settings.db_pool_size)
     presses = DriverPressStores(engine) if DriverPressStores.supports(engine) else None
     service = ContestService(SqlUnitOfWorkFactory(engine), clock, rules, presses=presses)
     assert app.job_queue is not None, "python-telegram-bot[job-queue] is required"

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from storage.db import DEFAULT_DATABASE_URL
+from storage.db import DEFAULT_DATABASE_URL, PG_POOL_SIZE
 
 TELEGRAM_API_URL = "https://api.telegram.org/bot"
 
@@ -33,6 +33,7 @@ class Settings(BaseSettings):
     send_rate: float = Field(default=30.0, gt=0)  # bulk messages per second, overall
     chat_send_interval: float = Field(default=1.0, ge=0)  # seconds between bulk sends to a chat
     poll_timeout: int = Field(default=30, ge=0)
+    db_pool_size: int = Field(default=PG_POOL_SIZE, ge=1)  # PostgreSQL connections per process
     webhook_url: str | None = None
     webhook_secret: SecretStr | None = None
     webhook_listen: str = "127.0.0.1"

@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.util import greenlet_spawn
 
 from contest.model import Attempt, AttemptItem, AttemptResult, AttemptStatus
-from storage.db import PG_MAX_OVERFLOW, PG_POOL_SIZE, configure_sqlite_connection, writer_lock
+from storage.db import PG_POOL_SIZE, configure_sqlite_connection, writer_lock
 from storage.sqlite_inline import InlineConnection
 
 _ATTEMPT_COLUMNS = (
@@ -358,7 +358,8 @@ class PostgresPresses:
         # After a server restart every pooled connection is dead. SQLAlchemy's own path
         # would notice once and drop them all; here each is found at its BEGIN, thrown
         # away, and the next one tried, so that no press fails for it.
-        for _ in range(PG_POOL_SIZE + PG_MAX_OVERFLOW + 1):
+        size = getattr(self._engine.pool, "size", lambda: PG_POOL_SIZE)()
+        for _ in range(int(size) + 1):
             raw = await self._engine.raw_connection()
             conn: Any = raw.driver_connection
             try:

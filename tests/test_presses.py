@@ -236,6 +236,45 @@ async def test_many_presses_on_a_small_pool_with_a_stale_question_cache(
         await small.dispose()
 
 
+async def test_presses_beyond_the_pool_wait_for_a_connection_instead_of_opening_one(
+    database_url: str, rules: ContestRules, clock: ManualClock
+) -> None:
+    """On PostgreSQL the pool is fixed: 24 presses at once on a pool of 3 open 3 connections
+    in all. (With overflow connections, each press beyond the pool opened one and closed it
+    again: a new server process per press.)"""
+    from sqlalchemy import event
+
+    from storage.db import create_engine
+    from storage.schema import migrate
+    from tests.conftest import seed
+    from tests.test_storage import add_person as add
+
+    if not database_url.startswith("postgresql"):
+        pytest.skip("PostgreSQL only: the SQLite press store has one connection of its own")
+    small = create_engine(database_url, pg_pool_size=3)
+    opened: list[object] = []
+    event.listen(small.sync_engine, "connect", lambda conn, record: opened.append(conn))
+    stores = DriverPressStores(small)
+    try:
+        await migrate(small)
+        await seed(small, rules, clock)
+        uows = SqlUnitOfWorkFactory(small)
+        service = ContestService(uows, clock, rules, presses=stores)
+        cards = []
+        for n in range(24):
+            await add(uows, 9200 + n, f"09150000{n:02d}")
+            cards.append(await service.start_attempt(9200 + n))
+        async with asyncio.timeout(20):
+            outcomes = await asyncio.gather(
+                *(service.answer(9200 + n, card.attempt_id, 0, 2) for n, card in enumerate(cards))
+            )
+        assert [o.next_card.position if o.next_card else None for o in outcomes] == [1] * 24
+        assert len(opened) <= 3
+    finally:
+        stores.close()
+        await small.dispose()
+
+
 async def test_a_driver_error_surfaces_as_a_database_error(
     engine: AsyncEngine, uows: SqlUnitOfWorkFactory, presses: DriverPressStores, attempt_id: int
 ) -> None:
