@@ -95,6 +95,7 @@ class SharedSession:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=0),
+                trust_env=True,  # HTTP(S)_PROXY and NO_PROXY, as httpx reads them
                 # Passed per request in do_request(); this default is never used.
                 timeout=aiohttp.ClientTimeout(),
             )
@@ -132,8 +133,9 @@ class AiohttpRequest(BaseRequest):
             (its connector limits apply on top of ``connection_pool_size``) and is never closed
             by :meth:`shutdown`. Or a :class:`SharedSession`: the instances built on it send
             through one session, which the last of them to shut down closes.
-        proxy: Optional HTTP(S) proxy URL passed to every request. Unlike httpx, environment
-            proxy variables are not consulted.
+        proxy: Optional HTTP(S) proxy URL passed to every request. Without it, like httpx,
+            the ``HTTP_PROXY``/``HTTPS_PROXY``/``NO_PROXY`` environment variables apply
+            (sessions this class or :class:`SharedSession` create trust the environment).
 
     Timeout mapping (aiohttp has no per-socket-write timeout):
 
@@ -227,6 +229,7 @@ class AiohttpRequest(BaseRequest):
             return
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=self._pool_size),
+            trust_env=True,  # HTTP(S)_PROXY and NO_PROXY, as httpx reads them
             # Passed per request in do_request(); this default is never used.
             timeout=aiohttp.ClientTimeout(),
         )

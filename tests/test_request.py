@@ -299,6 +299,23 @@ async def test_upload_from_unread_file_handle(new_bot: Any, api: FakeBotApi) -> 
     assert not handle.closed  # the caller owns the handle
 
 
+async def test_proxy_from_the_environment(
+    backend: str, api: FakeBotApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An office network reaches Telegram through a proxy named in HTTP(S)_PROXY: httpx
+    follows it, and so must the aiohttp backend. The fake server plays the proxy for a host
+    that does not exist."""
+    for name in ("NO_PROXY", "no_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    proxy = api.base_url.split("/bot")[0]
+    monkeypatch.setenv("HTTP_PROXY", proxy)
+    monkeypatch.setenv("http_proxy", proxy)
+    request = make_request(backend)
+    async with Bot(api.token, base_url="http://api.telegram.invalid/bot", request=request) as bot:
+        assert (await bot.send_message(CHAT, "qua proxy")).text == "qua proxy"
+    assert api.calls_of("sendMessage")[-1].params["text"] == "qua proxy"
+
+
 # -- aiohttp specifics ------------------------------------------------------------------------
 
 
