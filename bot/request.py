@@ -27,10 +27,12 @@ from collections.abc import AsyncIterator
 from typing import IO, Any
 
 import aiohttp
+from aiohttp.helpers import get_env_proxy_for_url
 from telegram._utils.defaultvalue import DefaultValue
 from telegram._utils.types import ODVInput
 from telegram.error import NetworkError, TimedOut
 from telegram.request import BaseRequest, HTTPXRequest, RequestData
+from yarl import URL
 
 __all__ = ["REQUEST_BACKENDS", "AiohttpRequest", "SharedSession", "build_request"]
 
@@ -84,29 +86,28 @@ class SharedSession:
 
     def __init__(self) -> None:
         self._session: aiohttp.ClientSession | None = None
-        self._users = 0
+        self._users: set[int] = set()  # id() of the request objects holding the session
 
     @property
     def session(self) -> aiohttp.ClientSession | None:
         """The open session, if any user holds it."""
         return self._session
 
-    async def acquire(self) -> aiohttp.ClientSession:
+    async def acquire(self, user: object) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=0),
-                trust_env=True,  # HTTP(S)_PROXY and NO_PROXY, as httpx reads them
                 # Passed per request in do_request(); this default is never used.
                 timeout=aiohttp.ClientTimeout(),
             )
-            self._users = 0
-        self._users += 1
+            self._users.clear()  # whoever held a closed session holds nothing now
+        self._users.add(id(user))
         return self._session
 
-    async def release(self) -> None:
-        self._users = max(0, self._users - 1)
+    async def release(self, user: object) -> None:
+        self._users.discard(id(user))
         session = self._session
-        if self._users == 0 and session is not None:
+        if not self._users and session is not None:
             self._session = None
             await session.close()
 
@@ -134,8 +135,9 @@ class AiohttpRequest(BaseRequest):
             by :meth:`shutdown`. Or a :class:`SharedSession`: the instances built on it send
             through one session, which the last of them to shut down closes.
         proxy: Optional HTTP(S) proxy URL passed to every request. Without it, like httpx,
-            the ``HTTP_PROXY``/``HTTPS_PROXY``/``NO_PROXY`` environment variables apply
-            (sessions this class or :class:`SharedSession` create trust the environment).
+            the ``HTTP_PROXY``/``HTTPS_PROXY``/``NO_PROXY`` environment variables apply: read
+            once per host (aiohttp's own ``trust_env`` would look them up, and ``~/.netrc``,
+            on a worker thread for every request).
 
     Timeout mapping (aiohttp has no per-socket-write timeout):
 
@@ -158,6 +160,7 @@ class AiohttpRequest(BaseRequest):
 
     __slots__ = (
         "_connect_timeout",
+        "_env_proxies",
         "_media_write_timeout",
         "_pool",
         "_pool_size",
@@ -194,6 +197,7 @@ class AiohttpRequest(BaseRequest):
         # aiohttp sessions must be created inside a running event loop.
         self._session: aiohttp.ClientSession | None = None
         self._pool = asyncio.Semaphore(connection_pool_size)
+        self._env_proxies: dict[str, tuple[URL | None, aiohttp.BasicAuth | None]] = {}
 
     @property
     def read_timeout(self) -> float | None:
@@ -220,8 +224,9 @@ class AiohttpRequest(BaseRequest):
             return
         # A fresh semaphore per session: a semaphore binds to the loop of its first waiter.
         self._pool = asyncio.Semaphore(self._pool_size)
+        self._env_proxies = {}  # the environment is read again, as httpx does per client
         if isinstance(self._shared_session, SharedSession):
-            self._session = await self._shared_session.acquire()
+            self._session = await self._shared_session.acquire(self)
             return
         if self._shared_session is not None:
             # If its owner already closed it, do_request() keeps refusing to run.
@@ -229,7 +234,6 @@ class AiohttpRequest(BaseRequest):
             return
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=self._pool_size),
-            trust_env=True,  # HTTP(S)_PROXY and NO_PROXY, as httpx reads them
             # Passed per request in do_request(); this default is never used.
             timeout=aiohttp.ClientTimeout(),
         )
@@ -240,7 +244,7 @@ class AiohttpRequest(BaseRequest):
         if session is None:
             return
         if isinstance(self._shared_session, SharedSession):
-            await self._shared_session.release()
+            await self._shared_session.release(self)
             return
         if session is self._shared_session or session.closed:
             return
@@ -269,6 +273,20 @@ class AiohttpRequest(BaseRequest):
         return aiohttp.ClientTimeout(
             total=total, connect=connect, sock_connect=connect, sock_read=read
         )
+
+    def _proxy_for(self, url: str) -> tuple[URL | str | None, aiohttp.BasicAuth | None]:
+        """The explicit proxy, else the environment's for this URL's origin (cached)."""
+        if self._proxy is not None:
+            return self._proxy, None
+        origin = url[: url.find("/", url.find("//") + 2)] if "//" in url else url
+        found = self._env_proxies.get(origin)
+        if found is None:
+            try:
+                found = get_env_proxy_for_url(URL(url))
+            except LookupError:  # no proxy variable for this scheme, or NO_PROXY matches
+                found = (None, None)
+            self._env_proxies[origin] = found
+        return found
 
     @staticmethod
     def _body(request_data: RequestData | None) -> tuple[Any, dict[str, str]]:
@@ -314,6 +332,7 @@ class AiohttpRequest(BaseRequest):
             raise RuntimeError("This AiohttpRequest is not initialized!")
 
         timeout = self._timeout(request_data, read_timeout, write_timeout, connect_timeout)
+        proxy, proxy_auth = self._proxy_for(url)
         data, headers = self._body(request_data)
         headers["User-Agent"] = self.USER_AGENT
 
@@ -334,7 +353,8 @@ class AiohttpRequest(BaseRequest):
                 data=data,
                 headers=headers,
                 timeout=timeout,
-                proxy=self._proxy,
+                proxy=proxy,
+                proxy_auth=proxy_auth,
                 # httpx does not follow redirects by default.
                 allow_redirects=False,
             ) as response:
