@@ -161,7 +161,9 @@ class DeadlineScheduler:
         """
         sent = 0
         async with self._delivering:
-            pending: set[asyncio.Task[int]] = set()
+            # In flight by id: a claim that ran out while its send waited (429 pauses) comes
+            # back in a later claim, and must not be sent a second time by this process.
+            inflight: dict[int, asyncio.Task[int]] = {}
             try:
                 while True:
                     if self.lease.holding:
@@ -169,28 +171,49 @@ class DeadlineScheduler:
                         held, _ = await self.lease.renew()
                         if not held:
                             break
-                    want = DELIVERY_CONCURRENCY - len(pending)
+                    want = DELIVERY_CONCURRENCY - len(inflight)
                     batch = await self.service.claim_notifications(self.owner, want)
-                    pending.update(asyncio.create_task(self._deliver_one(n)) for n in batch)
-                    if not pending:
+                    for note in batch:
+                        if note.id not in inflight:
+                            inflight[note.id] = asyncio.create_task(self._deliver_one(note))
+                    if not inflight:
                         break
                     # Drained: finish what is in flight, then look once more.
                     floor = DELIVERY_CONCURRENCY // 2 if len(batch) == want else 0
-                    while len(pending) > floor:
-                        done, pending = await asyncio.wait(
-                            pending, return_when=asyncio.FIRST_COMPLETED
+                    while len(inflight) > floor:
+                        done, _ = await asyncio.wait(
+                            inflight.values(), return_when=asyncio.FIRST_COMPLETED
                         )
-                        sent += sum(task.result() for task in done)
-            except BaseException:
-                # Stopping (shutdown, cancelled): an unsent row's claim runs out and it is
-                # sent again later.
-                for task in pending:
+                        sent += self._settle(inflight, done)
+            except asyncio.CancelledError:
+                # Stopping: an unsent row's claim runs out and it is sent again later.
+                for task in inflight.values():
                     task.cancel()
-                await asyncio.gather(*pending, return_exceptions=True)
+                await asyncio.gather(*inflight.values(), return_exceptions=True)
                 raise
-            # The lease was lost: what this process claimed still goes out.
-            results = await asyncio.gather(*pending, return_exceptions=True)
-            sent += sum(r for r in results if isinstance(r, int))
+            finally:
+                # The lease was lost, or the database failed: what this process claimed
+                # and started still goes out (cancelling mid-way would send it twice).
+                if inflight:
+                    await asyncio.wait(inflight.values())
+                    sent += self._settle(inflight, set(inflight.values()))
+        return sent
+
+    @staticmethod
+    def _settle(inflight: dict[int, asyncio.Task[int]], done: set[asyncio.Task[int]]) -> int:
+        """Take finished sends out of ``inflight``; how many were sent."""
+        sent = 0
+        for note_id, task in list(inflight.items()):
+            if task not in done:
+                continue
+            del inflight[note_id]
+            if task.cancelled():
+                continue
+            error = task.exception()
+            if error is not None:  # _deliver_one handles send errors: this is a bug
+                log.error("notification %s: %s", note_id, error, exc_info=error)
+            else:
+                sent += task.result()
         return sent
 
     async def _deliver_one(self, note: Notification) -> int:
