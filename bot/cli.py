@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy.exc import SQLAlchemyError
 from telegram.error import TelegramError
 
 from bot.config import ConfigError, load_rules
@@ -20,6 +19,7 @@ from bot.settings import Settings
 from contest.errors import ContestError, ImportRejected
 from contest.importing import validate_questions, validate_units
 from handlers import texts
+from storage.schema import DatabaseUnavailable
 
 log = logging.getLogger("contest_bot")
 
@@ -39,14 +39,6 @@ def configure_logging(level: str = "INFO") -> None:
 def fail(message: str, code: int = EXIT_USAGE) -> int:
     print(message, file=sys.stderr)
     return code
-
-
-def _root_cause(exc: BaseException) -> str:
-    """The name of the innermost error (the driver's), without its message."""
-    inner: BaseException = getattr(exc, "orig", None) or exc
-    while inner.__cause__ is not None:
-        inner = inner.__cause__
-    return type(inner).__name__
 
 
 def load_settings() -> Settings:
@@ -226,14 +218,13 @@ def main(argv: list[str] | None = None) -> int:
             f"Lỗi biến môi trường: {exc.error_count()} giá trị không hợp lệ: "
             + ", ".join("CONTEST_" + str(e["loc"][0]).upper() for e in exc.errors())
         )
-    except (SQLAlchemyError, OSError) as exc:
-        # The driver's message can quote the URL (a password) or a row (personal data):
-        # the kind of failure is enough to act on.
-        log.debug("database failure", exc_info=True)
+    except DatabaseUnavailable as exc:
+        # Only the kind of failure: the driver's message can quote the URL's password.
+        log.debug("database unavailable", exc_info=True)
         return fail(
-            "Không kết nối hoặc không dùng được cơ sở dữ liệu "
-            f"({_root_cause(exc)}). "
-            "Hãy kiểm tra CONTEST_DATABASE_URL, máy chủ cơ sở dữ liệu và quyền truy cập.",
+            f"Không kết nối hoặc không mở được cơ sở dữ liệu ({exc}). Hãy kiểm tra "
+            "CONTEST_DATABASE_URL, máy chủ cơ sở dữ liệu và quyền truy cập "
+            "(chi tiết: chạy lại với --log-level DEBUG).",
             EXIT_REJECTED,
         )
 

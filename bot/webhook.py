@@ -44,7 +44,7 @@ from telegram.error import TelegramError
 from telegram.ext import Application
 from yarl import URL
 
-from bot.app import runtime, stop
+from bot.app import close_requests, runtime, stop
 from bot.settings import Settings
 
 __all__ = [
@@ -303,7 +303,11 @@ async def start_webhook(
     webhook with Telegram, start the application. Raises WebhookConfigError first if the
     settings are incomplete; on any later failure, what was started is stopped again."""
     config = check_config(settings)
-    await application.initialize()
+    try:
+        await application.initialize()  # getMe: the token and the Bot API are checked here
+    except BaseException:
+        await close_requests(application)  # PTB leaves half-initialised parts open
+        raise
     runner: web.AppRunner | None = None
     try:
         if application.post_init is not None:

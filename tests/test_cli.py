@@ -365,10 +365,11 @@ def test_unusable_settings_database_and_api_are_explained_without_a_traceback(
     for result in (backend, migrate, imported, hooked):
         assert result.returncode != 0
         assert "Traceback" not in result.stderr, result.stderr
+        assert "Unclosed" not in result.stderr, result.stderr  # sessions closed on the way out
     assert "Lỗi biến môi trường: 1 giá trị không hợp lệ: CONTEST_HTTP_BACKEND" in backend.stderr
     assert no_connection(listener)
     for result in (migrate, imported):
-        assert "Không kết nối hoặc không dùng được cơ sở dữ liệu" in result.stderr
+        assert "Không kết nối hoặc không mở được cơ sở dữ liệu" in result.stderr
         assert "CONTEST_DATABASE_URL" in result.stderr
         assert "Cơ sở dữ liệu đã được cập nhật" not in result.stdout
     assert "Không kết nối được với Telegram Bot API" in hooked.stderr

@@ -148,7 +148,7 @@ async def test_the_webhook_answers_before_the_update_is_processed(
     started = time.monotonic()
     assert await post(hooked.local_url, command_update(user, 900_101, "/start")) == (200, "")
     acknowledged = time.monotonic() - started
-    assert acknowledged < 0.5, f"the 200 took {acknowledged:.2f} s"
+    assert acknowledged < 1.2, f"the 200 took {acknowledged:.2f} s"
     await user.wait_for(has("Xin chào"), since=since)
     assert time.monotonic() - started >= 1.5  # the reply itself was slow
 
