@@ -229,3 +229,38 @@ async def test_the_bot_sends_through_one_http_session(bot: BotRunner, fake_api: 
     assert [r.connection_pool_size for r in requests] == [1, 128, DELIVERY_CONCURRENCY]
     await bot.stop()
     assert session.closed
+
+
+async def test_a_send_whose_claim_ran_out_is_not_sent_twice(
+    bot: BotRunner, fake_api: FakeBotApi, rules, seeded: AsyncEngine, clock: ManualClock
+):
+    """A send can outlive its claim (Telegram asking to wait, a slow answer): the next
+    claim then returns the rows still in flight. They must not be started a second time."""
+    rng = random.Random(11)
+    bank = await seed_bank(seeded, rules)
+    people = [p for p in await seed_people(seeded, bank, 40, 810_000, rng) if p[1] >= 810_000]
+    for _, uid in people:
+        fake_api.user(uid)
+    uids = {uid for _, uid in people}
+    fake_api.inject_delay("editMessageText", 2.0)  # the first card retired is slow
+    await seed_attempts(seeded, bank, people, rng, finished=True)
+
+    def results() -> list[int]:
+        return [
+            int(c.params["chat_id"])
+            for c in fake_api.calls_of("sendMessage")
+            if int(c.params.get("chat_id", 0)) in uids
+        ]
+
+    for _ in range(100):
+        if results():
+            break
+        await asyncio.sleep(0.05)
+    clock.advance(seconds=61)  # every claim of the first batch has run out
+    for _ in range(200):
+        if len(set(results())) == 40:
+            break
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.5)  # any second send would come now
+    sent = results()
+    assert sorted(sent) == sorted(uids), f"{len(sent)} results for {len(set(sent))} people"
