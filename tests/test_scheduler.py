@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
@@ -164,6 +165,27 @@ async def test_a_warning_that_failed_to_send_is_sent_again(
     assert [(r.kind, r.tries) for r in rows] == [("attempt_warning", 2)]
 
 
+async def _people_with_attempts(
+    engine: AsyncEngine, rules, api: FakeBotApi, count: int, first_uid: int
+) -> Callable[[], Awaitable[set[int]]]:
+    """``count`` registered people with chats on the fake; the returned call gives each a
+    round-1 attempt closed by its deadline, with its result waiting in the outbox (the
+    running bot's sweep starts sending at once), and returns their Telegram ids."""
+    rng = random.Random(first_uid)
+    bank = await seed_bank(engine, rules)
+    people = [
+        p for p in await seed_people(engine, bank, count, first_uid, rng) if p[1] >= first_uid
+    ]
+    for _, uid in people:
+        api.user(uid)
+
+    async def close() -> set[int]:
+        await seed_attempts(engine, bank, people, rng, finished=True)
+        return {uid for _, uid in people}
+
+    return close
+
+
 async def test_results_go_out_at_the_overall_pace_and_presses_do_not_wait_for_them(
     bot: BotRunner, fake_api: FakeBotApi, rules, seeded: AsyncEngine
 ):
@@ -171,13 +193,8 @@ async def test_results_go_out_at_the_overall_pace_and_presses_do_not_wait_for_th
     at about 30 messages/s overall and 1/s per chat, so many at once; a person pressing A
     meanwhile gets the answer and the next question at once, not after the burst."""
     user = await _open_attempt(bot, fake_api, 3010, "0920000010")
-    rng = random.Random(7)
-    bank = await seed_bank(seeded, rules)
-    people = [p for p in await seed_people(seeded, bank, 60, 800_000, rng) if p[1] >= 800_000]
-    for _, uid in people:
-        fake_api.user(uid)
-    bulk_uids = {uid for _, uid in people}
-    await seed_attempts(seeded, bank, people, rng, finished=True)
+    close_attempts = await _people_with_attempts(seeded, rules, fake_api, 60, 800_000)
+    bulk_uids = await close_attempts()
 
     def bulk_calls() -> list:
         return [
@@ -236,14 +253,9 @@ async def test_a_send_whose_claim_ran_out_is_not_sent_twice(
 ):
     """A send can outlive its claim (Telegram asking to wait, a slow answer): the next
     claim then returns the rows still in flight. They must not be started a second time."""
-    rng = random.Random(11)
-    bank = await seed_bank(seeded, rules)
-    people = [p for p in await seed_people(seeded, bank, 40, 810_000, rng) if p[1] >= 810_000]
-    for _, uid in people:
-        fake_api.user(uid)
-    uids = {uid for _, uid in people}
+    close_attempts = await _people_with_attempts(seeded, rules, fake_api, 40, 810_000)
     fake_api.inject_delay("editMessageText", 2.0)  # the first card retired is slow
-    await seed_attempts(seeded, bank, people, rng, finished=True)
+    uids = await close_attempts()
 
     def results() -> list[int]:
         return [
