@@ -152,6 +152,7 @@ async def _post_init(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
 
 async def _post_shutdown(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
     rt = runtime(app)
+    await rt.deadlines.stop()
     try:
         await rt.lease.release()
     finally:
@@ -187,6 +188,7 @@ async def close_requests(app: Application[Any, Any, Any, Any, Any, Any]) -> None
     """Close the HTTP sessions after a start that failed half-way (PTB only shuts down
     what it finished initialising)."""
     rt = runtime(app)
+    await rt.deadlines.stop()
     for request in (*app.bot._request, rt.bulk_bot.request):
         await request.shutdown()
     if rt.presses is not None:

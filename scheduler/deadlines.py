@@ -8,10 +8,12 @@
   deadline passed while the bot was down are closed and their results sent.
 Closing is a compare-and-set in the database, so exactly one path closes an attempt.
 
-With several processes, only the holder of the "scheduler" lease sweeps and re-arms
-everything; when it dies, the next process to renew takes the lease over and re-arms.
-Every process still arms the attempts it starts itself (the compare-and-set keeps that
-safe), so deadlines stay punctual wherever an attempt began.
+With several processes, only the holder of the "scheduler" lease sweeps, re-arms
+everything and sends from the outbox (so the bulk pace, 30 messages/s, holds overall);
+when it dies, the next process to renew takes the lease over and re-arms. Every process
+still arms the attempts it starts itself (the compare-and-set keeps that safe), so
+deadlines stay punctual wherever an attempt began; the holder looks at the outbox every
+second and sends their results.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ JOB_KWARGS: dict[str, Any] = {"misfire_grace_time": None, "coalesce": True}
 # so they must overlap to reach the overall pace; the bulk connection pool has this size.
 # The claimed rows are never more than this, so a claim (60 s) does not run out unsent.
 DELIVERY_CONCURRENCY = 32
+DELIVERY_POLL_SECONDS = 1.0  # how often the lease holder looks at the outbox
 MAX_TRIES = 5
 
 
@@ -79,6 +82,7 @@ class DeadlineScheduler:
         self.owner = lease.holder
         self._jobs: dict[int, Job[Any]] = {}
         self._delivering = asyncio.Lock()
+        self._delivery: asyncio.Task[int] | None = None
 
     # -------------------------------------------------------------- AttemptTimer
 
@@ -105,7 +109,8 @@ class DeadlineScheduler:
     # -------------------------------------------------------------- jobs
 
     def start(self) -> None:
-        """Run the sweep now and then every ``sweep_seconds``."""
+        """Run the sweep now and then every ``sweep_seconds``; look at the outbox every
+        DELIVERY_POLL_SECONDS (lease holder only)."""
         self.job_queue.run_repeating(
             self._on_sweep,
             interval=self.sweep_seconds,
@@ -113,6 +118,30 @@ class DeadlineScheduler:
             name="deadline-sweep",
             job_kwargs=JOB_KWARGS,
         )
+        self.job_queue.run_repeating(
+            self._on_poll,
+            interval=min(DELIVERY_POLL_SECONDS, self.sweep_seconds),
+            name="outbox-delivery",
+            job_kwargs=JOB_KWARGS,
+        )
+
+    async def stop(self) -> None:
+        """Stop sending (shutdown): what was not sent is claimed again after its claim."""
+        task, self._delivery = self._delivery, None
+        if task is not None and not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    def kick(self) -> None:
+        """Start sending from the outbox in the background, if this process holds the
+        lease and is not sending already. A job that awaited a long delivery would be
+        skipped by the job queue at every tick meanwhile."""
+        if not self.lease.holding:
+            return
+        if self._delivery is not None and not self._delivery.done():
+            return
+        self._delivery = asyncio.create_task(self.deliver(), name="outbox-delivery")
+        self._delivery.add_done_callback(_log_failure)
 
     async def rearm(self) -> int:
         """Arm a timer for every attempt still open in the database."""
@@ -128,7 +157,7 @@ class DeadlineScheduler:
         attempt_id = job.data
         self._jobs.pop(attempt_id, None)
         if await self.service.close_if_expired(attempt_id):
-            await self.deliver()
+            self.kick()  # elsewhere the lease holder sends the result within a second
             return
         # Still open: the clock has not reached the deadline yet (it was moved).
         deadline_at = await self.service.open_deadline(attempt_id)
@@ -137,6 +166,9 @@ class DeadlineScheduler:
 
     async def _on_sweep(self, context: CallbackContext[Any, Any, Any, Any]) -> None:
         await self.sweep()
+
+    async def _on_poll(self, context: CallbackContext[Any, Any, Any, Any]) -> None:
+        self.kick()
 
     async def sweep(self) -> None:
         """Warnings due, attempts overdue, then pending notifications (lease holder only)."""
@@ -149,7 +181,7 @@ class DeadlineScheduler:
         closed = await self.service.close_expired()
         for attempt_id in closed:
             self.disarm(attempt_id)
-        await self.deliver()
+        self.kick()
 
     async def deliver(self) -> int:
         """Send pending notifications from the outbox; returns how many were sent.
@@ -164,13 +196,15 @@ class DeadlineScheduler:
             # In flight by id: a claim that ran out while its send waited (429 pauses) comes
             # back in a later claim, and must not be sent a second time by this process.
             inflight: dict[int, asyncio.Task[int]] = {}
+            renew = False  # the sweep has just renewed the lease; later rounds renew it
             try:
                 while True:
-                    if self.lease.holding:
+                    if renew and self.lease.holding:
                         # A long delivery keeps the lease alive, and stops if it was lost.
                         held, _ = await self.lease.renew()
                         if not held:
                             break
+                    renew = True
                     want = DELIVERY_CONCURRENCY - len(inflight)
                     batch = await self.service.claim_notifications(self.owner, want)
                     for note in batch:
@@ -243,3 +277,8 @@ class DeadlineScheduler:
             )
             await self.service.notification_failed(note.id, str(exc), final=final)
         return 0
+
+
+def _log_failure(task: asyncio.Task[int]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("sending from the outbox failed", exc_info=task.exception())

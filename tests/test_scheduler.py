@@ -276,3 +276,48 @@ async def test_a_send_whose_claim_ran_out_is_not_sent_twice(
     await asyncio.sleep(0.5)  # any second send would come now
     sent = results()
     assert sorted(sent) == sorted(uids), f"{len(sent)} results for {len(set(sent))} people"
+
+
+async def test_only_the_lease_holder_sends_results(
+    bot: BotRunner, fake_api: FakeBotApi, clock: ManualClock
+):
+    """With several processes the bulk pace holds overall because one process sends: a
+    process without the lease closes its own attempts on time but leaves the result in the
+    outbox; once it holds the lease, it sends it."""
+    from sqlalchemy import update
+
+    user = await _open_attempt(bot, fake_api, 3020, "0920000020")
+    rt = runtime(bot.app)
+    later = datetime.now(UTC) + timedelta(minutes=10)
+    async with rt.engine.begin() as conn:  # another process takes the lease, in one step
+        await conn.execute(
+            update(m.LeaseRow)
+            .where(m.LeaseRow.name == "scheduler")
+            .values(holder="other-process", expires_at=later)
+        )
+    for _ in range(100):
+        if not rt.lease.holding:
+            break
+        await asyncio.sleep(0.05)
+    assert not rt.lease.holding
+    async with rt.engine.connect() as conn:
+        attempt_id, deadline = (
+            await conn.execute(select(m.AttemptRow.id, m.AttemptRow.deadline_at))
+        ).one()
+    clock.advance(minutes=21)
+    rt.deadlines.arm(attempt_id, deadline)  # its own timer fires: it closes the attempt
+    for _ in range(100):
+        async with rt.engine.connect() as conn:
+            status = (await conn.execute(select(m.AttemptRow.status))).scalar_one()
+        if status != "in_progress":
+            break
+        await asyncio.sleep(0.05)
+    assert status == "expired"
+    await asyncio.sleep(1.5)  # more than a delivery poll: nothing is sent by this process
+    assert not [m_ for m_ in user.bot_messages() if "Đã hết thời gian" in m_.text]
+    async with rt.engine.begin() as conn:  # the other process died: its lease runs out
+        await conn.execute(
+            update(m.LeaseRow).values(expires_at=datetime.now(UTC) - timedelta(seconds=1))
+        )
+    result = await user.wait_for_new_message(timeout=8, predicate=has("Đã hết thời gian"))
+    assert rt.lease.holding and "0/20" in result.text
