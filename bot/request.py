@@ -112,6 +112,53 @@ class SharedSession:
             await session.close()
 
 
+class _WriteWatch:
+    """httpx's write timeout for uploads: the time one chunk of the body may take to go
+    out. aiohttp has no such timeout, so the body's chunks re-arm an asyncio timeout as they
+    are taken (a chunk is taken once the previous one was written), and disarm it at the
+    end of the body; then the read timeout takes over."""
+
+    __slots__ = ("_loop", "_seconds", "timeout")
+
+    def __init__(self, seconds: float) -> None:
+        self._seconds = seconds
+        self._loop = asyncio.get_running_loop()
+        self.timeout: asyncio.Timeout | None = None
+
+    def progress(self) -> None:
+        if self.timeout is not None:
+            self.timeout.reschedule(self._loop.time() + self._seconds)
+
+    def finished(self) -> None:
+        if self.timeout is not None:
+            self.timeout.reschedule(None)
+
+
+async def _watched(chunks: AsyncIterator[bytes], watch: _WriteWatch | None) -> AsyncIterator[bytes]:
+    async for chunk in chunks:
+        if watch is not None:
+            watch.progress()
+        yield chunk
+    if watch is not None:
+        watch.finished()
+
+
+async def _iter_bytes(content: bytes) -> AsyncIterator[bytes]:
+    view = memoryview(content)
+    for start in range(0, len(content), _FILE_CHUNK_SIZE):
+        yield bytes(view[start : start + _FILE_CHUNK_SIZE])
+
+
+def _file_body(content: bytes | IO[bytes], watch: _WriteWatch | None) -> Any:
+    """What aiohttp sends for a file: small bytes as they are (they fit in the socket's
+    buffer at once); larger ones and file handles in 64 KiB chunks, under the write watch."""
+    if isinstance(content, bytes):
+        if len(content) <= _FILE_CHUNK_SIZE:
+            return content
+        return _watched(_iter_bytes(content), watch)
+    return _watched(_iter_file(content), watch)
+
+
 def _resolve(value: ODVInput[float], default: float | None) -> float | None:
     return default if isinstance(value, DefaultValue) else value
 
@@ -146,13 +193,13 @@ class AiohttpRequest(BaseRequest):
     * ``connect_timeout`` -> ``ClientTimeout.connect`` and ``sock_connect``;
     * ``read_timeout`` -> ``ClientTimeout.sock_read`` (aiohttp arms it once the body is sent
       and re-arms it on every received chunk, i.e. httpx's read timeout);
-    * ``write_timeout`` (``media_write_timeout`` for uploads) cannot be applied per socket
-      write, so requests with a body get an overall ceiling
-      ``ClientTimeout.total = connect + write + read`` (no ceiling if any of them is ``None``).
-      In practice it only fires when sending the body stalls (what httpx's write timeout
-      catches) or a response keeps trickling in for longer than the whole budget. Body-less
-      requests (e.g. file downloads via ``retrieve``) get no ceiling, so long downloads that
-      keep making progress behave like with httpx.
+    * uploads: ``media_write_timeout`` (or an explicit ``write_timeout``) bounds each 64 KiB
+      chunk of the body, as httpx bounds each socket write: a stalled upload fails after it,
+      a slow one that keeps moving does not;
+    * other requests with a body (small forms, sent in one write) get an overall ceiling
+      ``ClientTimeout.total = connect + write + read`` (no ceiling if any of them is
+      ``None``). Body-less requests (e.g. file downloads via ``retrieve``) get no ceiling, so
+      long downloads that keep making progress behave like with httpx.
 
     Note: ``connection_pool_size`` defaults to 1 here, whereas ``HTTPXRequest`` defaults to 256
     since PTB 22.4; :func:`build_request` always passes an explicit size.
@@ -268,7 +315,9 @@ class AiohttpRequest(BaseRequest):
                 write_timeout,
                 self._media_write_timeout if request_data.contains_files else self._write_timeout,
             )
-            if read is not None and write is not None and connect is not None:
+            if request_data.contains_files:
+                pass  # uploads: _WriteWatch applies the write timeout per chunk, like httpx
+            elif read is not None and write is not None and connect is not None:
                 total = connect + write + read
         return aiohttp.ClientTimeout(
             total=total, connect=connect, sock_connect=connect, sock_read=read
@@ -289,7 +338,9 @@ class AiohttpRequest(BaseRequest):
         return found
 
     @staticmethod
-    def _body(request_data: RequestData | None) -> tuple[Any, dict[str, str]]:
+    def _body(
+        request_data: RequestData | None, watch: _WriteWatch | None = None
+    ) -> tuple[Any, dict[str, str]]:
         """Return ``(data, extra_headers)`` for aiohttp, mirroring what httpx sends."""
         if request_data is None:
             return None, {}
@@ -302,7 +353,7 @@ class AiohttpRequest(BaseRequest):
             for name, (filename, content, mimetype) in request_data.multipart_data.items():
                 form.add_field(
                     name,
-                    content if isinstance(content, bytes) else _iter_file(content),
+                    _file_body(content, watch),
                     filename=_escape_filename(filename),
                     content_type=mimetype,
                 )
@@ -333,7 +384,11 @@ class AiohttpRequest(BaseRequest):
 
         timeout = self._timeout(request_data, read_timeout, write_timeout, connect_timeout)
         proxy, proxy_auth = self._proxy_for(url)
-        data, headers = self._body(request_data)
+        watch = None
+        if request_data is not None and request_data.contains_files:
+            write = _resolve(write_timeout, self._media_write_timeout)
+            watch = _WriteWatch(write) if write is not None else None
+        data, headers = self._body(request_data, watch)
         headers["User-Agent"] = self.USER_AGENT
 
         pool = self._pool
@@ -346,19 +401,25 @@ class AiohttpRequest(BaseRequest):
         else:
             await pool.acquire()
 
+        exchange = session.request(
+            method,
+            url,
+            data=data,
+            headers=headers,
+            timeout=timeout,
+            proxy=proxy,
+            proxy_auth=proxy_auth,
+            # httpx does not follow redirects by default.
+            allow_redirects=False,
+        )
         try:
-            async with session.request(
-                method,
-                url,
-                data=data,
-                headers=headers,
-                timeout=timeout,
-                proxy=proxy,
-                proxy_auth=proxy_auth,
-                # httpx does not follow redirects by default.
-                allow_redirects=False,
-            ) as response:
-                return response.status, await response.read()
+            if watch is None:
+                async with exchange as response:
+                    return response.status, await response.read()
+            async with asyncio.timeout(None) as stalled:
+                watch.timeout = stalled
+                async with exchange as response:
+                    return response.status, await response.read()
         # TimeoutError first: asyncio/aiohttp timeouts (ServerTimeoutError,
         # ConnectionTimeoutError, SocketTimeoutError) are also OSError / ClientError.
         except TimeoutError as err:

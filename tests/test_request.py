@@ -8,6 +8,7 @@ them from the HTTP answer) the same exception messages as the httpx backend.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import os
 import socket
@@ -226,6 +227,65 @@ async def test_read_timeout_default_and_per_call(new_bot: Any, api: FakeBotApi) 
     assert (await slow.send_message(CHAT, "fast")).text == "fast"
 
 
+async def test_connect_timeout(backend: str) -> None:
+    """A server whose accept queue is full drops new connection attempts (Linux): the
+    connection never opens and the connect timeout fires."""
+    with socket.socket() as full:
+        full.bind(("127.0.0.1", 0))
+        full.listen(0)
+        port = full.getsockname()[1]
+        queued = []
+        for _ in range(3):  # fill the accept queue; nobody ever accepts
+            filler = socket.socket()
+            filler.setblocking(False)
+            with contextlib.suppress(BlockingIOError):
+                filler.connect(("127.0.0.1", port))
+            queued.append(filler)
+        await asyncio.sleep(0.2)
+        try:
+            url = f"http://127.0.0.1:{port}/bot123:X/getMe"
+            async with make_request(backend, connect_timeout=0.5, read_timeout=5) as request:
+                started = time.monotonic()
+                with pytest.raises(TimedOut):
+                    await request.post(url, connect_timeout=0.5)
+                assert 0.4 < time.monotonic() - started < 3.0
+        finally:
+            for filler in queued:
+                filler.close()
+
+
+async def test_write_timeout_on_an_upload_nobody_reads(backend: str) -> None:
+    """The server accepts the connection but never reads: a large upload stalls once the
+    socket buffers are full, and the write timeout (media_write_timeout for uploads) fires."""
+
+    done = asyncio.Event()
+
+    async def never_read(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await done.wait()
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+
+    server = await asyncio.start_server(never_read, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    payload = os.urandom(32 * 1024 * 1024)  # far more than loopback buffers hold
+    try:
+        upload = _request_data(chat_id=CHAT, document=InputFile(payload, filename="big.bin"))
+        url = f"http://127.0.0.1:{port}/bot123:X/sendDocument"
+        async with make_request(backend, read_timeout=0.5, media_write_timeout=0.5) as request:
+            started = time.monotonic()
+            with pytest.raises(TimedOut):
+                await request.post(url, request_data=upload)
+            # The write timeout bounds each chunk, as with httpx: no waiting for the
+            # connect + write + read budget, nor for the whole 32 MB.
+            assert time.monotonic() - started < 3
+    finally:
+        done.set()
+        server.close()
+        await server.wait_closed()
+        await asyncio.sleep(0.1)  # the handlers close their ends
+
+
 async def test_pool_timeout(new_bot: Any, api: FakeBotApi) -> None:
     bot = await new_bot(connection_pool_size=1, pool_timeout=0.1)
     api.inject_delay("sendMessage", 0.4)
@@ -284,6 +344,17 @@ async def test_upload_arrives_intact(new_bot: Any, api: FakeBotApi) -> None:
     # And back down again through BaseRequest.retrieve() (a GET on the file URL).
     file = await bot.get_file(message.document.file_id)
     assert bytes(await file.download_as_bytearray()) == payload
+
+
+async def test_a_large_upload_that_keeps_moving_is_not_cut_by_the_write_timeout(
+    new_bot: Any, api: FakeBotApi
+) -> None:
+    """The write timeout bounds a stall, not the whole upload."""
+    bot = await new_bot(media_write_timeout=0.3, read_timeout=10)
+    payload = os.urandom(24 * 1024 * 1024)
+    message = await bot.send_document(CHAT, payload, filename="xuat-ket-qua.xlsx")
+    assert message.document is not None
+    assert api.files[message.document.file_id].data == payload
 
 
 async def test_upload_from_unread_file_handle(new_bot: Any, api: FakeBotApi) -> None:
@@ -388,12 +459,12 @@ def test_timeout_mapping() -> None:
 
     plain = request._timeout(text, default, default, default)
     assert (plain.connect, plain.sock_connect, plain.sock_read, plain.total) == (3, 3, 1, 6)
+    # Uploads: no overall ceiling; the write timeout is applied to each chunk instead.
     media = request._timeout(upload, default, default, default)
-    assert media.total == 3 + 9 + 1  # media_write_timeout for uploads ...
-    # ... unless a write timeout is given explicitly
+    assert (media.sock_read, media.connect, media.total) == (1, 3, None)
     explicit = request._timeout(upload, 10, 20, 30)
-    assert (explicit.sock_read, explicit.connect, explicit.total) == (10, 30, 60)
-    unbounded = request._timeout(upload, None, default, default)
+    assert (explicit.sock_read, explicit.connect, explicit.total) == (10, 30, None)
+    unbounded = request._timeout(text, None, default, default)
     assert (unbounded.sock_read, unbounded.total) == (None, None)
     no_body = request._timeout(None, default, default, default)
     assert no_body.total is None  # downloads are only bounded per read, like httpx
