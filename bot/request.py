@@ -27,6 +27,8 @@ from collections.abc import AsyncIterator
 from typing import IO, Any
 
 import aiohttp
+import aiohttp.payload
+from aiohttp.abc import AbstractStreamWriter
 from aiohttp.helpers import get_env_proxy_for_url
 from telegram._utils.defaultvalue import DefaultValue
 from telegram._utils.types import ODVInput
@@ -115,23 +117,30 @@ class SharedSession:
 class _WriteWatch:
     """httpx's write timeout for uploads: the time one chunk of the body may take to go
     out. aiohttp has no such timeout, so the body's chunks re-arm an asyncio timeout as they
-    are taken (a chunk is taken once the previous one was written), and disarm it at the
-    end of the body; then the read timeout takes over."""
+    are written, and the end of a file gives the rest of the request (the closing boundary)
+    and the server's answer ``write + read`` seconds; once the answer's headers are in,
+    aiohttp's read timeout alone applies."""
 
-    __slots__ = ("_loop", "_seconds", "timeout")
+    __slots__ = ("_loop", "_read", "_write", "timeout")
 
-    def __init__(self, seconds: float) -> None:
-        self._seconds = seconds
+    def __init__(self, write: float, read: float | None) -> None:
+        self._write = write
+        self._read = read
         self._loop = asyncio.get_running_loop()
         self.timeout: asyncio.Timeout | None = None
 
+    def _arm(self, seconds: float | None) -> None:
+        if self.timeout is not None and not self.timeout.expired():
+            self.timeout.reschedule(None if seconds is None else self._loop.time() + seconds)
+
     def progress(self) -> None:
-        if self.timeout is not None:
-            self.timeout.reschedule(self._loop.time() + self._seconds)
+        self._arm(self._write)
 
     def finished(self) -> None:
-        if self.timeout is not None:
-            self.timeout.reschedule(None)
+        self._arm(None if self._read is None else self._write + self._read)
+
+    def answered(self) -> None:
+        self._arm(None)
 
 
 async def _watched(chunks: AsyncIterator[bytes], watch: _WriteWatch | None) -> AsyncIterator[bytes]:
@@ -143,19 +152,40 @@ async def _watched(chunks: AsyncIterator[bytes], watch: _WriteWatch | None) -> A
         watch.finished()
 
 
-async def _iter_bytes(content: bytes) -> AsyncIterator[bytes]:
-    view = memoryview(content)
-    for start in range(0, len(content), _FILE_CHUNK_SIZE):
-        yield bytes(view[start : start + _FILE_CHUNK_SIZE])
+class _WatchedBytes(aiohttp.payload.Payload):
+    """File bytes written in 64 KiB chunks under the write watch, with their length known
+    (so the request keeps a Content-Length, as with httpx)."""
+
+    _value: bytes
+
+    def __init__(self, value: bytes, watch: _WriteWatch | None, **kwargs: Any) -> None:
+        super().__init__(value, **kwargs)
+        self._size = len(value)
+        self._watch = watch
+
+    def decode(self, encoding: str = "utf-8", errors: str = "strict") -> str:
+        return self._value.decode(encoding, errors)
+
+    async def write(self, writer: AbstractStreamWriter) -> None:
+        await self.write_with_length(writer, None)
+
+    async def write_with_length(
+        self, writer: AbstractStreamWriter, content_length: int | None
+    ) -> None:
+        view = memoryview(self._value)[:content_length]
+        for start in range(0, len(view), _FILE_CHUNK_SIZE):
+            if self._watch is not None:
+                self._watch.progress()
+            await writer.write(view[start : start + _FILE_CHUNK_SIZE])
+        if self._watch is not None:
+            self._watch.finished()
 
 
-def _file_body(content: bytes | IO[bytes], watch: _WriteWatch | None) -> Any:
-    """What aiohttp sends for a file: small bytes as they are (they fit in the socket's
-    buffer at once); larger ones and file handles in 64 KiB chunks, under the write watch."""
+def _file_body(content: bytes | IO[bytes], mimetype: str, watch: _WriteWatch | None) -> Any:
+    """What aiohttp sends for a file: bytes with their length, handles in 64 KiB chunks;
+    both under the write watch."""
     if isinstance(content, bytes):
-        if len(content) <= _FILE_CHUNK_SIZE:
-            return content
-        return _watched(_iter_bytes(content), watch)
+        return _WatchedBytes(content, watch, content_type=mimetype)
     return _watched(_iter_file(content), watch)
 
 
@@ -315,7 +345,7 @@ class AiohttpRequest(BaseRequest):
                 write_timeout,
                 self._media_write_timeout if request_data.contains_files else self._write_timeout,
             )
-            if request_data.contains_files:
+            if request_data.contains_files and write is not None:
                 pass  # uploads: _WriteWatch applies the write timeout per chunk, like httpx
             elif read is not None and write is not None and connect is not None:
                 total = connect + write + read
@@ -353,7 +383,7 @@ class AiohttpRequest(BaseRequest):
             for name, (filename, content, mimetype) in request_data.multipart_data.items():
                 form.add_field(
                     name,
-                    _file_body(content, watch),
+                    _file_body(content, mimetype, watch),
                     filename=_escape_filename(filename),
                     content_type=mimetype,
                 )
@@ -387,7 +417,8 @@ class AiohttpRequest(BaseRequest):
         watch = None
         if request_data is not None and request_data.contains_files:
             write = _resolve(write_timeout, self._media_write_timeout)
-            watch = _WriteWatch(write) if write is not None else None
+            read = _resolve(read_timeout, self._read_timeout)
+            watch = _WriteWatch(write, read) if write is not None else None
         data, headers = self._body(request_data, watch)
         headers["User-Agent"] = self.USER_AGENT
 
@@ -419,6 +450,7 @@ class AiohttpRequest(BaseRequest):
             async with asyncio.timeout(None) as stalled:
                 watch.timeout = stalled
                 async with exchange as response:
+                    watch.answered()
                     return response.status, await response.read()
         # TimeoutError first: asyncio/aiohttp timeouts (ServerTimeoutError,
         # ConnectionTimeoutError, SocketTimeoutError) are also OSError / ClientError.
