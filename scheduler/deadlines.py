@@ -49,6 +49,7 @@ JOB_KWARGS: dict[str, Any] = {"misfire_grace_time": None, "coalesce": True}
 # The claimed rows are never more than this, so a claim (60 s) does not run out unsent.
 DELIVERY_CONCURRENCY = 32
 DELIVERY_POLL_SECONDS = 1.0  # how often the lease holder looks at the outbox
+STOP_GRACE_SECONDS = 5.0  # at shutdown, for the sends in flight
 MAX_TRIES = 5
 
 
@@ -83,6 +84,7 @@ class DeadlineScheduler:
         self._jobs: dict[int, Job[Any]] = {}
         self._delivering = asyncio.Lock()
         self._delivery: asyncio.Task[int] | None = None
+        self._stopping = False
 
     # -------------------------------------------------------------- AttemptTimer
 
@@ -125,18 +127,27 @@ class DeadlineScheduler:
             job_kwargs=JOB_KWARGS,
         )
 
-    async def stop(self) -> None:
-        """Stop sending (shutdown): what was not sent is claimed again after its claim."""
+    async def stop(self, grace: float = STOP_GRACE_SECONDS) -> None:
+        """Stop sending (shutdown): no more claims; the sends in flight get ``grace``
+        seconds to finish (one cut between its two messages would be sent again in
+        full), then are cancelled: their rows are claimed again once their claims run out."""
+        self._stopping = True
         task, self._delivery = self._delivery, None
-        if task is not None and not task.done():
+        if task is None or task.done():
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(task), grace)
+        except TimeoutError:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
+        except Exception:
+            return  # the delivery failed: _log_failure has said why
 
     def kick(self) -> None:
         """Start sending from the outbox in the background, if this process holds the
         lease and is not sending already. A job that awaited a long delivery would be
         skipped by the job queue at every tick meanwhile."""
-        if not self.lease.holding:
+        if self._stopping or not self.lease.holding:
             return
         if self._delivery is not None and not self._delivery.done():
             return
@@ -198,8 +209,8 @@ class DeadlineScheduler:
             inflight: dict[int, asyncio.Task[int]] = {}
             renew = False  # the sweep has just renewed the lease; later rounds renew it
             try:
-                while True:
-                    if renew and self.lease.holding:
+                while not self._stopping and self.lease.holding:
+                    if renew:
                         # A long delivery keeps the lease alive, and stops if it was lost.
                         held, _ = await self.lease.renew()
                         if not held:
@@ -226,10 +237,17 @@ class DeadlineScheduler:
                 await asyncio.gather(*inflight.values(), return_exceptions=True)
                 raise
             finally:
-                # The lease was lost, or the database failed: what this process claimed
-                # and started still goes out (cancelling mid-way would send it twice).
+                # The lease was lost, the database failed, or shutdown began: what this
+                # process claimed and started still goes out (cancelling mid-way would
+                # send it twice), unless it is cancelled meanwhile.
                 if inflight:
-                    await asyncio.wait(inflight.values())
+                    try:
+                        await asyncio.wait(inflight.values())
+                    except asyncio.CancelledError:
+                        for task in inflight.values():
+                            task.cancel()
+                        await asyncio.gather(*inflight.values(), return_exceptions=True)
+                        raise
                     sent += self._settle(inflight, set(inflight.values()))
         return sent
 
@@ -280,5 +298,8 @@ class DeadlineScheduler:
 
 
 def _log_failure(task: asyncio.Task[int]) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        log.error("sending from the outbox failed", exc_info=task.exception())
+    """The next poll starts a new delivery; a database outage would repeat this every
+    second, so the traceback is for --log-level DEBUG."""
+    if not task.cancelled() and (error := task.exception()) is not None:
+        log.error("sending from the outbox failed: %s", type(error).__name__)
+        log.debug("sending from the outbox failed", exc_info=error)

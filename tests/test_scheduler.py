@@ -321,3 +321,23 @@ async def test_only_the_lease_holder_sends_results(
         )
     result = await user.wait_for_new_message(timeout=8, predicate=has("Đã hết thời gian"))
     assert rt.lease.holding and "0/20" in result.text
+
+
+async def test_a_send_in_flight_at_shutdown_is_finished_not_repeated(
+    bot: BotRunner, fake_api: FakeBotApi, clock: ManualClock
+):
+    """Stopping the bot while a result is going out lets that send finish and be marked
+    sent: after a restart (and its claim's end) the person does not get it twice."""
+    user = await _open_attempt(bot, fake_api, 3030, "0920000030")
+    fake_api.inject_delay("sendMessage", 1.0, after=True)  # delivered, answered late
+    clock.advance(minutes=21)
+    await user.wait_for_new_message(timeout=8, predicate=has("Đã hết thời gian"))
+    await bot.stop()  # the result's sendMessage is still waiting for its answer
+    await bot.start()
+    clock.advance(seconds=61)  # any claim left over has run out
+    await asyncio.sleep(1.5)  # a sweep and a delivery poll or two
+    results = [m_ for m_ in user.bot_messages() if "Đã hết thời gian" in m_.text]
+    assert len(results) == 1
+    async with runtime(bot.app).engine.connect() as conn:
+        rows = (await conn.execute(select(m.OutboxRow.sent_at))).all()
+    assert len(rows) == 1 and rows[0].sent_at is not None
