@@ -345,9 +345,9 @@ class AiohttpRequest(BaseRequest):
                 write_timeout,
                 self._media_write_timeout if request_data.contains_files else self._write_timeout,
             )
-            if request_data.contains_files and write is not None:
-                pass  # uploads: _WriteWatch applies the write timeout per chunk, like httpx
-            elif read is not None and write is not None and connect is not None:
+            # Uploads have no ceiling: _WriteWatch bounds each chunk instead, like httpx.
+            uploads = request_data.contains_files
+            if not uploads and read is not None and write is not None and connect is not None:
                 total = connect + write + read
         return aiohttp.ClientTimeout(
             total=total, connect=connect, sock_connect=connect, sock_read=read

@@ -348,6 +348,7 @@ class PostgresPresses:
 
     def __init__(self, factory: DriverPressStores) -> None:
         self._engine = factory.engine
+        self._pool_size = factory.pool_size
         self._raw: Any = None
         self._conn: Any = None
         self._keys: dict[int, int | None] = {}  # answer keys read with the attempt
@@ -358,8 +359,7 @@ class PostgresPresses:
         # After a server restart every pooled connection is dead. SQLAlchemy's own path
         # would notice once and drop them all; here each is found at its BEGIN, thrown
         # away, and the next one tried, so that no press fails for it.
-        size = getattr(self._engine.pool, "size", lambda: PG_POOL_SIZE)()
-        for _ in range(int(size) + 1):
+        for _ in range(self._pool_size + 1):
             raw = await self._engine.raw_connection()
             conn: Any = raw.driver_connection
             try:
@@ -473,6 +473,8 @@ class DriverPressStores:
         self.dialect = engine.dialect.name
         self.lock: asyncio.Lock | None = writer_lock(engine)
         self._sqlite: sqlite3.Connection | None = None
+        # Dead pooled connections a press may meet at BEGIN (after a server restart).
+        self.pool_size = int(getattr(engine.pool, "size", lambda: PG_POOL_SIZE)())
 
     @staticmethod
     def supports(engine: AsyncEngine) -> bool:
