@@ -19,6 +19,8 @@ MAX_AGE = 120
 _INVISIBLE = frozenset(
     "\u200b\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\ufeff"
 )
+# A name starting so would be a formula in a spreadsheet; it is never a Vietnamese name.
+_FORMULA_STARTS = ("=", "+", "-", "@")
 _DATE_RE = re.compile(r"^\s*(\d{1,2})\s*[/.\-]\s*(\d{1,2})\s*[/.\-]\s*(\d{4})\s*$")
 
 
@@ -53,6 +55,8 @@ def clean_name(text: str) -> str:
     if any(unicodedata.category(ch) == "Cc" or ch in _INVISIBLE for ch in name):
         raise ContestError("name_invalid")
     if not (NAME_MIN <= len(name) <= NAME_MAX) or not any(ch.isalpha() for ch in name):
+        raise ContestError("name_invalid")
+    if name.startswith(_FORMULA_STARTS):
         raise ContestError("name_invalid")
     return name
 

@@ -290,6 +290,20 @@ def _set_widths(sheet: WriteOnlyWorksheet, widths: Sequence[int]) -> None:
         dimensions[get_column_letter(index)].width = width
 
 
+# A cell whose text starts with one of these is read as a formula by spreadsheet programs
+# (and openpyxl writes a str starting with "=" as one): user text is always written as text.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _text(sheet: WriteOnlyWorksheet, value: str | None) -> Any:
+    """User-supplied text as a text cell, never a formula (names, unit names, phones)."""
+    if value is None or not value.startswith(FORMULA_STARTS):
+        return value
+    cell = WriteOnlyCell(sheet, value)
+    cell.data_type = "s"
+    return cell
+
+
 def _unit_of(person: Any, units: dict[int, str]) -> str:
     unit_id = person.unit_id if person.group == Group.CIVIL_SERVANT.value else person.ward_id
     return units.get(unit_id, "") if unit_id is not None else ""
@@ -297,24 +311,25 @@ def _unit_of(person: Any, units: dict[int, str]) -> str:
 
 def _ranking_row(entry: Ranked, person: Any, units: dict[int, str], formats: _Formats) -> list[Any]:
     result = entry.result
+    sheet = formats.sheet
     return [
         entry.rank,
-        person.full_name,
+        _text(sheet, person.full_name),
         GROUP_LABELS.get(person.group, person.group),
-        _unit_of(person, units),
+        _text(sheet, _unit_of(person, units)),
         POSITION_LABELS.get(person.position, "") if person.position else "",
         result.correct,
         result.total,
         formats.seconds("duration", result.duration_seconds),
         result.number,
         formats.when("finished", result.finished_at),
-        person.phone,
+        _text(sheet, person.phone),
     ]
 
 
 def _attempt_row(row: Any, counted: set[int], formats: _Formats) -> list[Any]:
     return [
-        row.full_name,
+        _text(formats.sheet, row.full_name),
         row.number,
         STATUS_LABELS.get(row.status, row.status),
         row.correct_count,
@@ -323,5 +338,5 @@ def _attempt_row(row: Any, counted: set[int], formats: _Formats) -> list[Any]:
         formats.when("started", row.started_at),
         formats.when("finished", row.finished_at),
         YES if row.id in counted else "",
-        row.phone,
+        _text(formats.sheet, row.phone),
     ]

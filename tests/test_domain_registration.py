@@ -71,6 +71,12 @@ def test_clean_name_composes_decomposed_vietnamese() -> None:
         "Lê\x07Anh",
         "Trần\x1b[31mAn",
         "Hà\x7fNội",
+        # Spreadsheet programs read these as formulas; no Vietnamese name starts so.
+        '=HYPERLINK("http://evil.example/x","Bấm vào đây")',
+        "+Nguyễn Văn An",
+        "-Nguyễn Văn An",
+        "@Nguyễn Văn An",
+        "  =Lê Văn Bình",
     ],
 )
 def test_clean_name_refuses(typed: str) -> None:

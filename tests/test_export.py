@@ -228,3 +228,31 @@ def test_statuses_have_vietnamese_labels():
     from storage.export import STATUS_LABELS
 
     assert set(STATUS_LABELS) == {s.value for s in AttemptStatus if s is not s.IN_PROGRESS}
+
+
+async def test_user_text_that_looks_like_a_formula_is_written_as_text(
+    seeded: AsyncEngine, rules: ContestRules, clock: ManualClock
+):
+    """A name such as ``=HYPERLINK(...)`` must reach the file as text, never as a formula
+    (the file also holds every phone number)."""
+    contest = Contest(seeded, rules, clock)
+    kim_lien = await unit_id(seeded, "P-KIMLIEN")
+    hostile = [
+        '=HYPERLINK("http://evil.example/x","Bấm vào đây")',
+        "+1+cmd|' /C calc'!A0",
+        "-2+3",
+        "@SUM(A1:A2)",
+    ]
+    for index, name in enumerate(hostile, start=1):
+        await contest.register(index, name, f"091000000{index}", ward=kim_lien)
+        await contest.attempt(index, correct=index, seconds=60 * index)
+
+    stream = BytesIO()
+    assert await export_round_results(seeded, 1, stream) == len(hostile)
+    workbook = openpyxl.load_workbook(BytesIO(stream.getvalue()))
+    for title, column in ((RANKING, 2), (ATTEMPTS_SHEET, 1)):
+        cells = [row[column - 1] for row in workbook[title].iter_rows(min_row=2)]
+        assert sorted(c.value for c in cells) == sorted(hostile)
+        assert all(c.data_type == "s" for c in cells), [(c.value, c.data_type) for c in cells]
+    for sheet in workbook.worksheets:
+        assert not any(c.data_type == "f" for row in sheet.iter_rows() for c in row)
