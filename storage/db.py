@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -18,10 +19,20 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-from storage.sqlite_inline import inline_creator
+from storage.sqlite_inline import (
+    BUSY_TIMEOUT_MS,
+    BUSY_WAIT_SECONDS,
+    DatabaseBusy,
+    inline_creator,
+    waiting_until,
+)
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///contest.db"
-SQLITE_BUSY_TIMEOUT_MS = 10_000
+# SQLite's own busy wait sleeps on the event loop: next to nothing. Waiting for another
+# process's lock happens in storage.sqlite_inline.retry_busy, asynchronously, for up to
+# SQLITE_BUSY_WAIT_SECONDS (a writer: queueing in this process included).
+SQLITE_BUSY_TIMEOUT_MS = BUSY_TIMEOUT_MS
+SQLITE_BUSY_WAIT_SECONDS = BUSY_WAIT_SECONDS
 PG_POOL_SIZE = 20  # connections per process (CONTEST_DB_POOL_SIZE)
 
 
@@ -55,11 +66,16 @@ def _search_path(url: str) -> tuple[str, str | None]:
 
 
 def create_engine(
-    url: str = DEFAULT_DATABASE_URL, *, pg_pool_size: int | None = None, **kwargs: Any
+    url: str = DEFAULT_DATABASE_URL,
+    *,
+    pg_pool_size: int | None = None,
+    sqlite_busy_wait: float = SQLITE_BUSY_WAIT_SECONDS,
+    **kwargs: Any,
 ) -> AsyncEngine:
-    """An async engine; SQLite gets WAL, NORMAL sync, a busy timeout, foreign keys and
-    ``BEGIN IMMEDIATE`` for writing transactions; PostgreSQL a fixed pool of
-    ``pg_pool_size`` connections (PG_POOL_SIZE by default)."""
+    """An async engine; SQLite gets WAL, NORMAL sync, foreign keys, ``BEGIN IMMEDIATE`` for
+    writing transactions, and waits for another process's lock without blocking the event
+    loop, up to ``sqlite_busy_wait`` seconds (then DatabaseBusy); PostgreSQL a fixed pool
+    of ``pg_pool_size`` connections (PG_POOL_SIZE by default)."""
     url, search_path = _search_path(normalize_url(url))
     if search_path:
         connect_args = dict(kwargs.pop("connect_args", {}))
@@ -77,22 +93,26 @@ def create_engine(
         kwargs.setdefault("pool_size", pg_pool_size or PG_POOL_SIZE)
         kwargs.setdefault("max_overflow", 0)
     if parsed.drivername == "sqlite+aiosqlite" and parsed.database not in (None, "", ":memory:"):
-        kwargs.setdefault("async_creator", inline_creator(parsed.database))
+        kwargs.setdefault("async_creator", inline_creator(parsed.database, sqlite_busy_wait))
     engine = create_async_engine(url, **kwargs)
     if is_sqlite(engine):
+        _BUSY_WAITS[engine.sync_engine] = sqlite_busy_wait
         _configure_sqlite(engine)
     return engine
 
 
 def configure_sqlite_connection(connection: Any) -> None:
-    """WAL, NORMAL sync, a busy timeout and foreign keys on a new SQLite connection (a
-    ``sqlite3`` connection or SQLAlchemy's adapter of one); BEGIN is left to the caller."""
+    """WAL, NORMAL sync, the short busy timeout and foreign keys on a new SQLite connection
+    (a ``sqlite3`` connection or SQLAlchemy's adapter of one); BEGIN is left to the caller.
+    On a plain ``sqlite3`` connection a locked database fails it at once: wrap the call in
+    ``retry_busy``."""
     # Let us emit BEGIN ourselves (pysqlite's implicit BEGIN is deferred).
     connection.isolation_level = None
     cursor = connection.cursor()
+    # First, so that the pragmas below do not wait on the loop (sqlite3's default is 5 s).
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
 
@@ -112,14 +132,16 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
 
 
 _WRITER_LOCKS: weakref.WeakKeyDictionary[Any, asyncio.Lock] = weakref.WeakKeyDictionary()
+_BUSY_WAITS: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
 
 
 def writer_lock(engine: AsyncEngine) -> asyncio.Lock | None:
     """The lock every writing transaction of this process takes first, on SQLite.
 
     SQLite has one writer at a time, and statements run on the event loop here
-    (``storage.sqlite_inline``): writers of this process must queue on this lock, never
-    in SQLite's busy handler, which would block the loop while the holder cannot finish.
+    (``storage.sqlite_inline``): writers of this process queue on this lock (in FIFO order,
+    for free), and only the one holding it waits, asynchronously, for another process's
+    write lock. Take it with ``acquire_writer``, which bounds the wait.
     """
     if not is_sqlite(engine):
         return None
@@ -129,17 +151,54 @@ def writer_lock(engine: AsyncEngine) -> asyncio.Lock | None:
     return lock
 
 
+def busy_deadline(engine: AsyncEngine | None) -> float:
+    """For a writer starting now: the loop time at which it gives up waiting for the
+    database (its turn in this process, then another process's lock)."""
+    wait = SQLITE_BUSY_WAIT_SECONDS
+    if engine is not None:
+        wait = _BUSY_WAITS.get(engine.sync_engine, wait)
+    return asyncio.get_running_loop().time() + wait
+
+
+def busy_error(error: DatabaseBusy) -> OperationalError:
+    """DatabaseBusy as SQLAlchemy reports it from a statement, for the paths that raise it
+    themselves: every writer that gives up fails with the same exception."""
+    return OperationalError(None, None, error, hide_parameters=True)
+
+
+async def acquire_writer(lock: asyncio.Lock, deadline: float) -> None:
+    """Take this process's writer lock, waiting until ``deadline`` at most (the writers
+    ahead may be waiting for another process's lock); busy_error() beyond it."""
+    if not lock.locked():
+        # Free: taken at once, without the timer a bounded wait costs (~10 µs a write).
+        await lock.acquire()
+        return
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    try:
+        async with asyncio.timeout_at(deadline):
+            await lock.acquire()
+    except TimeoutError:
+        raise busy_error(DatabaseBusy(loop.time() - started)) from None
+
+
 @asynccontextmanager
 async def write_transaction(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
     """A writing transaction on a plain connection (leases, migrations)."""
     lock = writer_lock(engine)
+    deadline = busy_deadline(engine) if lock is not None else None
     if lock is not None:
-        await lock.acquire()
+        assert deadline is not None
+        await acquire_writer(lock, deadline)
     try:
         async with engine.connect() as conn:
             conn = await conn.execution_options(contest_write=True)
-            async with conn.begin():
-                yield conn
+            # BEGIN IMMEDIATE waits (asynchronously) for another process's write lock until
+            # the deadline; what runs inside holds the lock and needs no such wait.
+            with waiting_until(deadline):
+                await conn.begin()
+            yield conn
+            await conn.commit()
     finally:
         if lock is not None:
             lock.release()

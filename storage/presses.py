@@ -28,8 +28,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.util import greenlet_spawn
 
 from contest.model import Attempt, AttemptItem, AttemptResult, AttemptStatus
-from storage.db import PG_POOL_SIZE, configure_sqlite_connection, writer_lock
-from storage.sqlite_inline import InlineConnection
+from storage.db import (
+    PG_POOL_SIZE,
+    acquire_writer,
+    busy_deadline,
+    busy_error,
+    configure_sqlite_connection,
+    writer_lock,
+)
+from storage.sqlite_inline import DatabaseBusy, InlineConnection, retry_busy
 
 _ATTEMPT_COLUMNS = (
     "a.id, a.person_id, a.round, a.number, a.started_at, a.deadline_at, a.status, "
@@ -214,7 +221,10 @@ class SqlitePresses:
     """One press's transaction on a SQLite connection kept for the answer path.
 
     The process's writer lock is held for the whole transaction, so the one connection is
-    never used by two presses at once; ``BEGIN IMMEDIATE`` keeps other processes out.
+    never used by two presses at once; ``BEGIN IMMEDIATE`` keeps other processes out. While
+    another process holds the write lock, BEGIN IMMEDIATE is retried asynchronously (the
+    event loop keeps serving), up to the engine's bound (``db.busy_deadline``); then the
+    press fails with ``db.busy_error()``, having written nothing.
     """
 
     def __init__(self, factory: DriverPressStores) -> None:
@@ -224,10 +234,14 @@ class SqlitePresses:
     async def __aenter__(self) -> SqlitePresses:
         lock = self._factory.lock
         assert lock is not None
-        await lock.acquire()
+        deadline = busy_deadline(self._factory.engine)
+        await acquire_writer(lock, deadline)
         try:
-            db = self._factory.sqlite_connection()
-            db.execute("BEGIN IMMEDIATE")
+            db = await retry_busy(self._factory.sqlite_connection, deadline=deadline)
+            await retry_busy(lambda: db.execute("BEGIN IMMEDIATE"), deadline=deadline)
+        except DatabaseBusy as error:
+            lock.release()
+            raise busy_error(error) from error
         except sqlite3.Error as error:
             lock.release()
             raise _as_dbapi_error(error) from error
@@ -494,7 +508,11 @@ class DriverPressStores:
             database = make_url(self.engine.url).database
             assert database
             connection = InlineConnection.open(database)
-            configure_sqlite_connection(connection)
+            try:
+                configure_sqlite_connection(connection)
+            except BaseException:
+                connection.close()  # a locked database: the caller retries with a new one
+                raise
             self._sqlite = connection
         return self._sqlite
 

@@ -15,7 +15,7 @@ from contest.ports import (
     QuestionRepository,
     UnitRepository,
 )
-from storage.db import is_sqlite, session_factory, writer_lock
+from storage.db import acquire_writer, busy_deadline, is_sqlite, session_factory, writer_lock
 from storage.repositories import (
     SqlAttempts,
     SqlDrafts,
@@ -25,6 +25,7 @@ from storage.repositories import (
     SqlRepository,
     SqlUnits,
 )
+from storage.sqlite_inline import waiting_until
 
 
 class SqlUnitOfWork:
@@ -44,24 +45,31 @@ class SqlUnitOfWork:
         write: bool,
         sqlite: bool,
         writer_lock: asyncio.Lock | None = None,
+        engine: AsyncEngine | None = None,
     ) -> None:
         self._sessions = sessions
         self._write = write
         self._sqlite = sqlite
         self._writer_lock = writer_lock if write else None
+        self._engine = engine
         self.session: AsyncSession | None = None
 
     async def __aenter__(self) -> SqlUnitOfWork:
+        deadline: float | None = None
         if self._writer_lock is not None:
             # SQLite has one writer at a time. Writers of this process queue here, in FIFO
-            # order and without cost, never in SQLite's busy handler (see db.writer_lock).
-            await self._writer_lock.acquire()
+            # order and without cost; the one in front waits for another process's lock at
+            # its BEGIN IMMEDIATE, asynchronously. The whole wait is bounded: past the
+            # deadline the unit of work fails with db.busy_error() (see db.writer_lock).
+            deadline = busy_deadline(self._engine)
+            await acquire_writer(self._writer_lock, deadline)
         session = self._sessions()
         self.session = session
         try:
             if self._sqlite:
                 # Take the write lock up front (BEGIN IMMEDIATE) or read in a deferred BEGIN.
-                await session.connection(execution_options={"contest_write": self._write})
+                with waiting_until(deadline):
+                    await session.connection(execution_options={"contest_write": self._write})
         except BaseException:
             await self._close()
             raise
@@ -123,5 +131,9 @@ class SqlUnitOfWorkFactory:
 
     def __call__(self, *, write: bool = True) -> SqlUnitOfWork:
         return SqlUnitOfWork(
-            self.sessions, write=write, sqlite=self.sqlite, writer_lock=self.writer_lock
+            self.sessions,
+            write=write,
+            sqlite=self.sqlite,
+            writer_lock=self.writer_lock,
+            engine=self.engine,
         )
