@@ -143,8 +143,20 @@ class AttemptRepository(Protocol):
 
 class OutboxRepository(Protocol):
     async def add(
-        self, key: str, person_id: int | None, kind: str, payload: dict[str, Any], now: datetime
-    ) -> bool: ...
+        self,
+        key: str,
+        person_id: int | None,
+        kind: str,
+        payload: dict[str, Any],
+        now: datetime,
+        *,
+        not_before: datetime | None = None,
+        expires_at: datetime | None = None,
+    ) -> bool:
+        """Queue a notification once per ``key`` (False when the key is taken). It is not
+        offered before ``not_before``, and ends as ``expired`` once ``expires_at`` passed."""
+        ...
+
     async def claim(
         self,
         now: datetime,
@@ -153,11 +165,25 @@ class OutboxRepository(Protocol):
         owner: str,
         kinds: Sequence[str] | None = None,
     ) -> list[Notification]:
-        """Pending notifications (of ``kinds`` only, if given), oldest first."""
+        """Pending notifications (of ``kinds`` only, if given), oldest first. Pending rows
+        whose ``expires_at`` has passed are ended as ``expired`` instead."""
         ...
 
     async def mark_sent(self, notification_id: int, now: datetime) -> None: ...
-    async def release(self, notification_id: int, error: str) -> None: ...
+    async def end(
+        self, notification_id: int, now: datetime, outcome: str, error: str | None = None
+    ) -> None:
+        """End a notification without a delivery (``blocked``, ``refused``, ``skipped``)."""
+        ...
+
+    async def retry_at(self, notification_id: int, error: str, when: datetime) -> None:
+        """A transient failure: offer it again from ``when`` (its claim is dropped)."""
+        ...
+
+    async def end_pending(self, key: str, now: datetime, outcome: str) -> bool:
+        """End the notification ``key`` if it is pending and unclaimed (it was delivered
+        another way, e.g. shown in the reply itself); False when it is not."""
+        ...
 
 
 class UnitOfWork(Protocol):
@@ -219,6 +245,20 @@ class PressStore(AttemptFinisher, Protocol):
     async def record_answer(
         self, attempt_id: int, position: int, choice: int, correct: bool, now: datetime
     ) -> bool: ...
+    async def notify(
+        self,
+        key: str,
+        person_id: int,
+        kind: str,
+        payload: dict[str, Any],
+        now: datetime,
+        *,
+        not_before: datetime | None = None,
+        expires_at: datetime | None = None,
+    ) -> None:
+        """``OutboxRepository.add`` in the press's transaction."""
+        ...
+
     async def commit(self) -> None: ...
 
 
@@ -265,6 +305,21 @@ class UnitOfWorkPresses:
     ) -> bool:
         return await self._uow.attempts.finish(
             attempt_id, status, finished_at, correct, duration_seconds
+        )
+
+    async def notify(
+        self,
+        key: str,
+        person_id: int,
+        kind: str,
+        payload: dict[str, Any],
+        now: datetime,
+        *,
+        not_before: datetime | None = None,
+        expires_at: datetime | None = None,
+    ) -> None:
+        await self._uow.outbox.add(
+            key, person_id, kind, payload, now, not_before=not_before, expires_at=expires_at
         )
 
     async def results_for(self, person_id: int, round: int) -> list[AttemptResult]:

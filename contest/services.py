@@ -7,7 +7,7 @@ import logging
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -56,6 +56,27 @@ UNIT_PAGE_SIZE = 8
 QUESTION_CACHE_SECONDS = 60.0
 RESULT_NOTIFICATION = "attempt_result"
 WARNING_NOTIFICATION = "attempt_warning"
+# A result is worth sending for this long; a transient failure is retried until then.
+RESULT_VALID_FOR = timedelta(days=3)
+# A result shown in the reply to the last press is queued too, but offered for sending only
+# after this grace: the reply marks it delivered once it is shown, so a crash between the
+# commit and the reply still gets the result out, and no crash sends it once.
+INLINE_RESULT_GRACE = timedelta(seconds=60)
+# Back-off between tries of a notification after a transient failure: 1 s doubling, capped.
+RETRY_FIRST_SECONDS = 1.0
+RETRY_CAP_SECONDS = 300.0
+
+
+def retry_delay(tries: int) -> timedelta:
+    """How long to wait before the next try, after ``tries`` failed ones (1 s, 2 s, 4 s …
+    5 minutes at most)."""
+    exponent = min(max(tries - 1, 0), 30)
+    return timedelta(seconds=min(RETRY_FIRST_SECONDS * 2**exponent, RETRY_CAP_SECONDS))
+
+
+def result_notification_key(attempt_id: int) -> str:
+    """The outbox key of an attempt's result (one per attempt, whoever closed it)."""
+    return f"{RESULT_NOTIFICATION}:{attempt_id}"
 
 
 # ---------------------------------------------------------------- views
@@ -566,6 +587,16 @@ class ContestService:
                     if not await self._mark_finished(store, attempt, status, now):
                         raise ContestError("attempt_finished")
                     summary = await self._summary_of(store, attempt, telegram_id)
+                    # Durable with the finish: the reply shows it, else the outbox sends it.
+                    await store.notify(
+                        result_notification_key(attempt.id),
+                        attempt.person_id,
+                        RESULT_NOTIFICATION,
+                        {"attempt_id": attempt.id},
+                        now,
+                        not_before=now + INLINE_RESULT_GRACE,
+                        expires_at=now + RESULT_VALID_FOR,
+                    )
                     await store.commit()
                     self.timer.disarm(attempt.id)
                     return AnswerOutcome(summary=summary)
@@ -584,7 +615,9 @@ class ContestService:
             attempt = await self._own_attempt(uow, telegram_id, attempt_id, lock=True)
             if attempt.finished or not attempt.expired_at(now):
                 raise _closed(attempt)
-            summary = await self._finish(uow, attempt, AttemptStatus.EXPIRED, now)
+            summary = await self._finish(
+                uow, attempt, AttemptStatus.EXPIRED, now, notify=True, inline=True
+            )
             await uow.commit()
         if summary is None:
             raise ContestError("time_up")
@@ -672,6 +705,7 @@ class ContestService:
                         WARNING_NOTIFICATION,
                         {"attempt_id": attempt_id},
                         now,
+                        expires_at=attempt.deadline_at,  # worth nothing after the deadline
                     )
                     await uow.commit()
                 assert person is not None
@@ -744,13 +778,33 @@ class ContestService:
             await uow.outbox.mark_sent(notification_id, self.clock.now())
             await uow.commit()
 
-    async def notification_failed(self, notification_id: int, error: str, *, final: bool) -> None:
-        """Record a failed send; a final failure (the person blocked the bot) is not retried."""
+    async def notification_ended(
+        self, notification_id: int, outcome: str, error: str | None = None
+    ) -> None:
+        """End a notification unsent: the platform refused it for good (``blocked``,
+        ``refused``: the row keeps why) or there was nothing left to say (``skipped``)."""
         async with self.uow() as uow:
-            await uow.outbox.release(notification_id, error)
-            if final:
-                await uow.outbox.mark_sent(notification_id, self.clock.now())
+            await uow.outbox.end(notification_id, self.clock.now(), outcome, error)
             await uow.commit()
+
+    async def notification_retry(self, note: Notification, error: str) -> datetime:
+        """A transient failure (network, 5xx, 429): the notification is offered again after
+        a back-off, for as long as it is valid. Returns when."""
+        when = self.clock.now() + retry_delay(note.tries)
+        async with self.uow() as uow:
+            await uow.outbox.retry_at(note.id, error, when)
+            await uow.commit()
+        return when
+
+    async def result_shown(self, attempt_id: int) -> bool:
+        """The reply to a press showed this attempt's result: the outbox need not send it.
+        False when the outbox has already taken it (it is then sent as well: at least once)."""
+        async with self.uow() as uow:
+            ended = await uow.outbox.end_pending(
+                result_notification_key(attempt_id), self.clock.now(), "inline"
+            )
+            await uow.commit()
+        return ended
 
     # ------------------------------------------------------------ imports
 
@@ -853,17 +907,24 @@ class ContestService:
         now: datetime,
         *,
         notify: bool = False,
+        inline: bool = False,
     ) -> AttemptSummary | None:
-        """Compare-and-set the attempt to finished; None when another path already did."""
+        """Compare-and-set the attempt to finished; None when another path already did.
+
+        ``notify`` queues the result in the outbox in the same transaction; ``inline`` says
+        the caller shows it in its reply and confirms with ``result_shown`` (the outbox
+        waits INLINE_RESULT_GRACE for that before it sends)."""
         if not await self._mark_finished(uow.attempts, attempt, status, now):
             return None
         if notify:
             await uow.outbox.add(
-                f"{RESULT_NOTIFICATION}:{attempt.id}",
+                result_notification_key(attempt.id),
                 attempt.person_id,
                 RESULT_NOTIFICATION,
                 {"attempt_id": attempt.id},
                 now,
+                not_before=now + INLINE_RESULT_GRACE if inline else None,
+                expires_at=now + RESULT_VALID_FOR,
             )
         return await self._summary(uow, attempt)
 

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from datetime import timedelta
+from typing import Any, TypeVar
 
 from sqlalchemy.exc import DBAPIError
 from telegram import CallbackQuery, InlineKeyboardMarkup, Message, Update
-from telegram.error import BadRequest, Forbidden, TelegramError
+from telegram.error import BadRequest, Forbidden, RetryAfter, TelegramError
 from telegram.ext import ContextTypes
 
 from contest.clock import Clock
@@ -19,6 +22,30 @@ from handlers import texts
 log = logging.getLogger(__name__)
 
 DEPS_KEY = "contest_deps"
+# A 429 on the answer path is waited out and tried once more when Telegram asks for at most
+# this long (a person is looking at the card); a longer pause is not worth holding the chat.
+SHORT_RETRY_AFTER = 3.0
+
+T = TypeVar("T")
+
+
+def retry_after_seconds(exc: RetryAfter) -> float:
+    delay = exc.retry_after
+    return delay.total_seconds() if isinstance(delay, timedelta) else float(delay)
+
+
+async def once_more_on_429(call: Callable[[], Awaitable[T]]) -> T:
+    """Run ``call``; if Telegram answers 429 with a short ``retry_after``, wait it out and
+    run it once more."""
+    try:
+        return await call()
+    except RetryAfter as exc:
+        seconds = retry_after_seconds(exc)
+        if seconds > SHORT_RETRY_AFTER:
+            raise
+        log.info("Telegram asked to wait %.1f s; trying once more", seconds)
+        await asyncio.sleep(seconds)
+        return await call()
 
 
 @dataclass(frozen=True)
@@ -90,8 +117,9 @@ async def edit_quick(
     }
     if markup is not None:
         kwargs["reply_markup"] = markup
+    bot = query.get_bot()
     try:
-        await query.get_bot().do_api_request("editmessagetext", api_kwargs=kwargs)
+        await once_more_on_429(lambda: bot.do_api_request("editmessagetext", api_kwargs=kwargs))
     except BadRequest as exc:
         if "not modified" in exc.message.lower():
             return
@@ -100,11 +128,15 @@ async def edit_quick(
 
 
 async def answer_query(query: CallbackQuery, text: str | None = None, alert: bool = False) -> None:
-    """Acknowledge a press; a query too old to answer is not worth failing over."""
+    """Acknowledge a press. It never fails the handler: what the press changed is already
+    committed, and the card must still be edited (a query too old to answer, a timeout or a
+    server error only leave the button's spinner on); a short 429 is tried once more."""
     try:
-        await query.answer(text, show_alert=alert)
+        await once_more_on_429(lambda: query.answer(text, show_alert=alert))
     except BadRequest as exc:
         log.info("callback answer failed: %s", exc.message)
+    except TelegramError as exc:
+        log.info("callback answer failed: %s", type(exc).__name__)
 
 
 async def on_error(update: object, context: Context) -> None:

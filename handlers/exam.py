@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from typing import Any
@@ -118,14 +119,26 @@ async def answer(update: Update, context: Context) -> None:
         if exc.code == "stale_question":
             await _redraw(query, d, user_id(update), press.attempt_id)
         return
+    # The answer is committed: acknowledge the press and edit the card at the same time, so
+    # that a stalled answerCallbackQuery never holds back what the person sees.
     if outcome.summary is not None:
-        await answer_query(query, texts.TIME_UP if outcome.expired else None, alert=outcome.expired)
-        await edit_quick(query, texts.attempt_done(outcome.summary, expired=outcome.expired))
+        ack = asyncio.ensure_future(
+            answer_query(query, texts.TIME_UP if outcome.expired else None, alert=outcome.expired)
+        )
+        try:
+            await edit_quick(query, texts.attempt_done(outcome.summary, expired=outcome.expired))
+        finally:
+            await ack
+        # Shown: the outbox, which holds the result in case this reply never came, can rest.
+        await d.service.result_shown(outcome.summary.result.attempt_id)
         return
     assert outcome.next_card is not None
-    await answer_query(query)
-    text, markup = render_card(d, outcome.next_card)
-    await edit_quick(query, text, markup)
+    ack = asyncio.ensure_future(answer_query(query))
+    try:
+        text, markup = render_card(d, outcome.next_card)
+        await edit_quick(query, text, markup)
+    finally:
+        await ack
 
 
 async def _redraw(query: CallbackQuery, d: Deps, uid: int, attempt_id: int) -> None:

@@ -13,6 +13,7 @@ from typing import Any
 from telegram import Bot
 from telegram.error import BadRequest, RetryAfter
 
+from contest.model import AttemptStatus
 from contest.services import AttemptSummary, Warning_
 from handlers import texts
 from scheduler.throttle import SendThrottle
@@ -73,7 +74,11 @@ class TelegramNotifier:
         await self._send(
             chat_id,
             lambda: self._call(
-                "sendmessage", chat_id=chat_id, text=texts.attempt_done(summary, expired=True)
+                "sendmessage",
+                chat_id=chat_id,
+                text=texts.attempt_done(
+                    summary, expired=summary.result.status is AttemptStatus.EXPIRED
+                ),
             ),
         )
 

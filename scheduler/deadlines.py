@@ -20,13 +20,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import socket
-import uuid
 from datetime import datetime
 from typing import Any, Protocol
 
-from telegram.error import BadRequest, ChatMigrated, Forbidden
+from telegram.error import BadRequest, ChatMigrated, Forbidden, TelegramError
 from telegram.ext import CallbackContext, Job, JobQueue
 
 from contest.ports import Notification
@@ -37,7 +34,7 @@ from contest.services import (
     ContestService,
     Warning_,
 )
-from scheduler.lease import LeaseGuard
+from scheduler.lease import LeaseGuard, holder_name
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +47,6 @@ JOB_KWARGS: dict[str, Any] = {"misfire_grace_time": None, "coalesce": True}
 DELIVERY_CONCURRENCY = 32
 DELIVERY_POLL_SECONDS = 1.0  # how often the lease holder looks at the outbox
 STOP_GRACE_SECONDS = 5.0  # at shutdown, for the sends in flight
-MAX_TRIES = 5
 
 
 class Notifier(Protocol):
@@ -60,7 +56,7 @@ class Notifier(Protocol):
 
 def process_name() -> str:
     """Who holds a lease or a claim: host, process and a per-application tag."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+    return holder_name()
 
 
 class DeadlineScheduler:
@@ -199,8 +195,9 @@ class DeadlineScheduler:
 
         Up to DELIVERY_CONCURRENCY are in flight at once, paced by the notifier's throttle;
         more are claimed whenever half of them are done. Each notification is handled on
-        its own: one that fails is retried after its claim runs out (up to MAX_TRIES), and
-        never holds back the others.
+        its own and never holds back the others: a transient failure is retried after a
+        back-off for as long as the notification is valid; only a final answer of the
+        platform (blocked, chat not found, a refused request) ends it unsent.
         """
         sent = 0
         async with self._delivering:
@@ -270,30 +267,44 @@ class DeadlineScheduler:
 
     async def _deliver_one(self, note: Notification) -> int:
         try:
+            said = False
             if note.kind == RESULT_NOTIFICATION:
                 summary = await self.service.attempt_summary(int(note.payload["attempt_id"]))
                 if summary is not None:
                     await self.notifier.attempt_finished(summary)
+                    said = True
             elif note.kind == WARNING_NOTIFICATION:
                 warning = await self.service.warning_for(int(note.payload["attempt_id"]))
                 if warning is not None:  # else the attempt ended first: nothing to say
                     await self.notifier.warning(warning)
-            await self.service.notification_sent(note.id)
-            return 1
-        except (Forbidden, BadRequest, ChatMigrated) as exc:
-            # Blocked, chat gone or moved: sending again would fail again.
-            log.info("notification %s dropped: %s", note.id, type(exc).__name__)
-            await self.service.notification_failed(note.id, str(exc), final=True)
-        except Exception as exc:  # network trouble, 429 after retries, or a bug
-            final = note.tries >= MAX_TRIES
+                    said = True
+            else:
+                log.error("notification %s of unknown kind %r", note.id, note.kind)
+            if said:
+                await self.service.notification_sent(note.id)
+                return 1
+            await self.service.notification_ended(note.id, "skipped")
+            return 0
+        except Forbidden as exc:
+            # Blocked by the person, or deactivated: sending again would fail again.
+            log.info("notification %s: the person cannot be reached", note.id)
+            await self.service.notification_ended(note.id, "blocked", exc.message)
+        except (BadRequest, ChatMigrated) as exc:
+            # A final refusal of this request ("chat not found" among them).
+            outcome = "blocked" if "chat not found" in str(exc).lower() else "refused"
+            log.warning("notification %s refused by Telegram: %s", note.id, type(exc).__name__)
+            await self.service.notification_ended(note.id, outcome, str(exc))
+        except Exception as exc:  # network trouble, 5xx, 429 after retries, or a bug
+            # Only the kind and Telegram's own words: a transport error can quote the URL.
+            detail = f": {exc.message}" if isinstance(exc, TelegramError) else ""
+            when = await self.service.notification_retry(note, type(exc).__name__ + detail)
             log.warning(
-                "notification %s failed (try %d%s): %s",
+                "notification %s failed (try %d): %s; next try at %s",
                 note.id,
                 note.tries,
-                ", giving up" if final else "",
                 type(exc).__name__,
+                when.strftime("%H:%M:%S"),
             )
-            await self.service.notification_failed(note.id, str(exc), final=final)
         return 0
 
 

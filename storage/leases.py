@@ -70,3 +70,21 @@ async def holder_of(engine: AsyncEngine, name: str) -> tuple[str, datetime] | No
             )
         ).first()
     return (row.holder, row.expires_at) if row else None
+
+
+async def take_over(
+    engine: AsyncEngine, name: str, previous: str, holder: str, now: datetime, ttl_seconds: float
+) -> bool:
+    """Take the lease from ``previous`` whatever its expiry (its holder is known to be dead);
+    False when someone else renewed or took it meanwhile."""
+    expires = now + timedelta(seconds=ttl_seconds)
+    async with write_transaction(engine) as conn:
+        result = cast(
+            CursorResult[tuple[()]],
+            await conn.execute(
+                update(LEASES)
+                .where(LEASES.c.name == name, LEASES.c.holder == previous)
+                .values(holder=holder, expires_at=expires)
+            ),
+        )
+        return result.rowcount == 1

@@ -149,7 +149,14 @@ class AttemptItemRow(Base):
 
 
 class OutboxRow(Base):
-    """Durable notifications: one row per (person, purpose), sent at most once."""
+    """Durable notifications: one row per (person, purpose), sent at most once.
+
+    A row is pending while ``sent_at`` is NULL; ``sent_at`` is when it ended, and
+    ``outcome`` how: delivered (``sent``), shown in the reply itself (``inline``), refused
+    for good by the platform (``blocked``, ``refused``), no longer meaningful (``expired``),
+    or nothing left to say (``skipped``). A transient failure sets ``not_before`` (back-off)
+    and keeps the row pending until ``expires_at``.
+    """
 
     __tablename__ = "outbox"
     __table_args__ = (Index("ix_outbox_pending", "sent_at", "claimed_until"),)
@@ -165,6 +172,9 @@ class OutboxRow(Base):
     tries: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    not_before: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    outcome: Mapped[str | None] = mapped_column(String(16))
 
 
 class LeaseRow(Base):

@@ -16,6 +16,7 @@ else, finishing an attempt included, stays on the unit of work (``storage.uow``)
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import sqlite3
 from datetime import UTC, datetime
@@ -87,6 +88,11 @@ RESULTS_FOR = (
     "WHERE person_id = :person_id AND round = :round AND status <> 'in_progress'"
 )
 COUNT_FOR = "SELECT count(*) FROM attempts WHERE person_id = :person_id AND round = :round"
+NOTIFY = (
+    "INSERT INTO outbox (key, person_id, kind, payload, created_at, tries, not_before, "
+    "expires_at) VALUES (:key, :person_id, :kind, :payload, :created_at, 0, :not_before, "
+    ":expires_at) ON CONFLICT (key) DO NOTHING"
+)
 
 SQLITE_TIME_FORMAT = "%Y-%m-%d %H:%M:%S.%f"  # what SQLAlchemy's SQLite DateTime stores
 
@@ -136,6 +142,25 @@ def _finish_params(
         "finished_at": finished_at,
         "correct": correct,
         "duration": duration,
+    }
+
+
+def _notify_params(
+    key: str,
+    person_id: int,
+    kind: str,
+    payload: dict[str, Any],
+    times: tuple[Any, Any, Any],
+) -> dict[str, Any]:
+    created_at, not_before, expires_at = times
+    return {
+        "key": key,
+        "person_id": person_id,
+        "kind": kind,
+        "payload": json.dumps(payload, ensure_ascii=False),
+        "created_at": created_at,
+        "not_before": not_before,
+        "expires_at": expires_at,
     }
 
 
@@ -315,6 +340,21 @@ class SqlitePresses:
         row = self._live().execute(COUNT_FOR, {"person_id": person_id, "round": round})
         return int(row.fetchone()[0])
 
+    async def notify(
+        self,
+        key: str,
+        person_id: int,
+        kind: str,
+        payload: dict[str, Any],
+        now: datetime,
+        *,
+        not_before: datetime | None = None,
+        expires_at: datetime | None = None,
+    ) -> None:
+        times = tuple(None if t is None else _sqlite_utc(t) for t in (now, not_before, expires_at))
+        params = _notify_params(key, person_id, kind, payload, (times[0], times[1], times[2]))
+        self._live().execute(NOTIFY, params)
+
     async def commit(self) -> None:
         self._live().commit()
 
@@ -350,6 +390,7 @@ _PG_FINISH = _Numbered(FINISH)
 _PG_RECOUNT = _Numbered(RECOUNT)
 _PG_RESULTS_FOR = _Numbered(RESULTS_FOR)
 _PG_COUNT_FOR = _Numbered(COUNT_FOR)
+_PG_NOTIFY = _Numbered(NOTIFY)
 
 
 def _updated(status: object) -> int:
@@ -471,6 +512,21 @@ class PostgresPresses:
     async def count_for(self, person_id: int, round: int) -> int:
         params = {"person_id": person_id, "round": round}
         return int(await self._live().fetchval(_PG_COUNT_FOR.sql, *_PG_COUNT_FOR.args(params)))
+
+    async def notify(
+        self,
+        key: str,
+        person_id: int,
+        kind: str,
+        payload: dict[str, Any],
+        now: datetime,
+        *,
+        not_before: datetime | None = None,
+        expires_at: datetime | None = None,
+    ) -> None:
+        times = tuple(None if t is None else _utc_naive(t) for t in (now, not_before, expires_at))
+        params = _notify_params(key, person_id, kind, payload, (times[0], times[1], times[2]))
+        await self._live().execute(_PG_NOTIFY.sql, *_PG_NOTIFY.args(params))
 
     async def commit(self) -> None:
         await self._live().execute("COMMIT")

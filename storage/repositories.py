@@ -361,7 +361,7 @@ _OUTBOX = cast(Table, m.OutboxRow.__table__)
 _MARK_SENT = (
     update(_OUTBOX)
     .where(_OUTBOX.c.id == bindparam("notification_id"))
-    .values(sent_at=bindparam("sent_at"))
+    .values(sent_at=bindparam("sent_at"), outcome="sent")
 )
 # Row lock on PostgreSQL (SQLite renders none: BEGIN IMMEDIATE already serialises writers).
 _GET_ATTEMPT_LOCKED = _GET_ATTEMPT.with_for_update(of=ATTEMPTS)
@@ -619,7 +619,15 @@ class SqlAttempts(SqlRepository):
 
 class SqlOutbox(SqlRepository):
     async def add(
-        self, key: str, person_id: int | None, kind: str, payload: dict[str, Any], now: datetime
+        self,
+        key: str,
+        person_id: int | None,
+        kind: str,
+        payload: dict[str, Any],
+        now: datetime,
+        *,
+        not_before: datetime | None = None,
+        expires_at: datetime | None = None,
     ) -> bool:
         dialect = self.session.bind.dialect.name if self.session.bind else "sqlite"
         insert = pg_insert if dialect == "postgresql" else sqlite_insert
@@ -630,6 +638,8 @@ class SqlOutbox(SqlRepository):
             "payload": json.dumps(payload, ensure_ascii=False),
             "created_at": now,
             "tries": 0,
+            "not_before": not_before,
+            "expires_at": expires_at,
         }
         stmt = insert(m.OutboxRow).values(**values).on_conflict_do_nothing(index_elements=["key"])
         return _rowcount(await self.session.execute(stmt)) == 1
@@ -638,6 +648,7 @@ class SqlOutbox(SqlRepository):
         return and_(
             m.OutboxRow.sent_at.is_(None),
             or_(m.OutboxRow.claimed_until.is_(None), m.OutboxRow.claimed_until < now),
+            or_(m.OutboxRow.not_before.is_(None), m.OutboxRow.not_before <= now),
         )
 
     async def claim(
@@ -648,6 +659,12 @@ class SqlOutbox(SqlRepository):
         owner: str,
         kinds: Sequence[str] | None = None,
     ) -> list[Notification]:
+        # What is no longer meaningful ends here, unsent (and is never offered).
+        await self.session.execute(
+            update(m.OutboxRow)
+            .where(self._claimable(now), m.OutboxRow.expires_at < now)
+            .values(sent_at=now, outcome="expired")
+        )
         pending = select(m.OutboxRow).where(self._claimable(now))
         if kinds is not None:
             pending = pending.where(m.OutboxRow.kind.in_(list(kinds)))
@@ -683,12 +700,33 @@ class SqlOutbox(SqlRepository):
         conn = await self._connection()
         await conn.execute(_MARK_SENT, {"notification_id": notification_id, "sent_at": now})
 
-    async def release(self, notification_id: int, error: str) -> None:
+    async def end(
+        self, notification_id: int, now: datetime, outcome: str, error: str | None = None
+    ) -> None:
         await self.session.execute(
             update(m.OutboxRow)
             .where(m.OutboxRow.id == notification_id)
-            .values(last_error=error[:500])
-        )  # the claim runs out by itself: that is the retry back-off
+            .values(sent_at=now, outcome=outcome, last_error=error[:500] if error else None)
+        )
+
+    async def retry_at(self, notification_id: int, error: str, when: datetime) -> None:
+        await self.session.execute(
+            update(m.OutboxRow)
+            .where(m.OutboxRow.id == notification_id, m.OutboxRow.sent_at.is_(None))
+            .values(last_error=error[:500], not_before=when, claimed_until=None)
+        )
+
+    async def end_pending(self, key: str, now: datetime, outcome: str) -> bool:
+        result = await self.session.execute(
+            update(m.OutboxRow)
+            .where(
+                m.OutboxRow.key == key,
+                m.OutboxRow.sent_at.is_(None),
+                or_(m.OutboxRow.claimed_until.is_(None), m.OutboxRow.claimed_until < now),
+            )
+            .values(sent_at=now, outcome=outcome)
+        )
+        return _rowcount(result) == 1
 
 
 def _now() -> datetime:

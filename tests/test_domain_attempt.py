@@ -55,6 +55,7 @@ from contest.registration import Draft, Step
 from contest.rules import LOCAL_TZ, ContestRules, Round2Rules, RoundRules, Window
 from contest.scoring import best_per_person, rank
 from contest.services import (
+    INLINE_RESULT_GRACE,
     RESULT_NOTIFICATION,
     WARNING_NOTIFICATION,
     AnswerOutcome,
@@ -84,6 +85,16 @@ class OutboxRow:
     lease_owner: str | None = None
     lease_until: datetime | None = None
     error: str | None = None
+    not_before: datetime | None = None
+    expires_at: datetime | None = None
+    outcome: str | None = None
+
+    def claimable(self, now: datetime) -> bool:
+        return (
+            self.sent_at is None
+            and (self.lease_until is None or self.lease_until <= now)
+            and (self.not_before is None or self.not_before <= now)
+        )
 
 
 class Database:
@@ -444,7 +455,15 @@ class FakeAttempts(_Repo):
 
 class FakeOutbox(_Repo):
     async def add(
-        self, key: str, person_id: int | None, kind: str, payload: dict[str, Any], now: datetime
+        self,
+        key: str,
+        person_id: int | None,
+        kind: str,
+        payload: dict[str, Any],
+        now: datetime,
+        *,
+        not_before: datetime | None = None,
+        expires_at: datetime | None = None,
     ) -> bool:
         await _yield()
         if any(row.notification.key == key for row in self.db.outbox.values()):
@@ -452,7 +471,9 @@ class FakeOutbox(_Repo):
         row_id = next(self.db.outbox_ids)
         self.uow.writing(self.db.outbox, row_id)
         notification = Notification(row_id, key, person_id, kind, copy.deepcopy(payload))
-        self.db.outbox[row_id] = OutboxRow(notification, now)
+        self.db.outbox[row_id] = OutboxRow(
+            notification, now, not_before=not_before, expires_at=expires_at
+        )
         return True
 
     async def claim(
@@ -470,7 +491,11 @@ class FakeOutbox(_Repo):
                 break
             if kinds is not None and row.notification.kind not in kinds:
                 continue
-            if row.sent_at is None and (row.lease_until is None or row.lease_until <= now):
+            if row.claimable(now) and row.expires_at is not None and row.expires_at < now:
+                self.uow.writing(self.db.outbox, row_id)
+                row.sent_at, row.outcome = now, "expired"
+                continue
+            if row.claimable(now):
                 self.uow.writing(self.db.outbox, row_id)
                 row.lease_owner = owner
                 row.lease_until = now + timedelta(seconds=lease_seconds)
@@ -480,14 +505,34 @@ class FakeOutbox(_Repo):
     async def mark_sent(self, notification_id: int, now: datetime) -> None:
         await _yield()
         self.uow.writing(self.db.outbox, notification_id)
-        self.db.outbox[notification_id].sent_at = now
+        row = self.db.outbox[notification_id]
+        row.sent_at, row.outcome = now, "sent"
 
-    async def release(self, notification_id: int, error: str) -> None:
+    async def end(
+        self, notification_id: int, now: datetime, outcome: str, error: str | None = None
+    ) -> None:
+        await _yield()
+        self.uow.writing(self.db.outbox, notification_id)
+        row = self.db.outbox[notification_id]
+        row.sent_at, row.outcome, row.error = now, outcome, error
+
+    async def retry_at(self, notification_id: int, error: str, when: datetime) -> None:
         await _yield()
         self.uow.writing(self.db.outbox, notification_id)
         row = self.db.outbox[notification_id]
         row.lease_owner = row.lease_until = None
-        row.error = error
+        row.error, row.not_before = error, when
+
+    async def end_pending(self, key: str, now: datetime, outcome: str) -> bool:
+        await _yield()
+        for row_id, row in self.db.outbox.items():
+            if row.notification.key == key and row.sent_at is None:
+                if row.lease_until is not None and row.lease_until > now:
+                    return False
+                self.uow.writing(self.db.outbox, row_id)
+                row.sent_at, row.outcome = now, "inline"
+                return True
+        return False
 
 
 class FakeUnitOfWork:
@@ -1086,7 +1131,16 @@ async def test_answering_all_twenty_gives_a_summary_with_the_right_count(world: 
     assert stored_attempt.status is AttemptStatus.SUBMITTED
     assert stored_attempt.correct_count == 13
     assert w.timer.disarmed == [attempt_id]
-    assert w.db.outbox == {}  # the summary is the reply itself
+    # The summary is the reply itself; the result also waits in the outbox, offered only
+    # after a grace, in case that reply never reaches the person (a crash after the commit).
+    [row] = w.db.outbox.values()
+    assert row.notification.key == f"attempt_result:{attempt_id}"
+    assert row.not_before == w.clock.now() + INLINE_RESULT_GRACE
+    assert await w.service.claim_notifications("sender") == []
+    assert await w.service.result_shown(attempt_id)  # the reply showed it: nothing to send
+    assert row.outcome == "inline"
+    w.clock.advance(INLINE_RESULT_GRACE)
+    assert await w.service.claim_notifications("sender") == []
     results = await w.service.results(ALICE)
     assert results.best == summary.result
     assert results.in_progress is False
@@ -1293,7 +1347,9 @@ async def test_a_late_press_racing_the_sweep_finishes_the_attempt_once(world: Wo
     else:
         assert closed is False
         assert isinstance(pressed, AnswerOutcome) and pressed.expired
-        assert w.db.outbox == {}
+        # The press shows the result; the outbox keeps it, held back for the reply.
+        [row] = w.db.outbox.values()
+        assert row.not_before == w.clock.now() + INLINE_RESULT_GRACE
     assert w.db.attempts[card.attempt_id].status is AttemptStatus.EXPIRED
 
 

@@ -503,10 +503,10 @@ async def test_outbox_claim_lapses_and_sent_rows_stay_sent(uows: SqlUnitOfWorkFa
     assert [n.tries for n in claimed] == [1, 1]  # this claim is the first try
     async with uows() as uow:
         await uow.outbox.mark_sent(ids["a"], T0 + timedelta(seconds=1))
-        await uow.outbox.release(ids["b"], "Timed out " * 100)
         await uow.commit()
     lease_end = T0 + timedelta(seconds=30)
     assert await _claim(uows, lease_end, "second") == []  # the lease runs to its end
+    # A sender that died mid-way: its claim runs out and another takes the row.
     assert await _claim(uows, lease_end + timedelta(microseconds=1), "second") == ["b"]
     assert await _claim(uows, T0 + timedelta(hours=1), "third") == ["b"]
     async with uows() as uow:
@@ -517,10 +517,52 @@ async def test_outbox_claim_lapses_and_sent_rows_stay_sent(uows: SqlUnitOfWorkFa
         assert uow.session is not None
         rows = {r.key: r for r in await uow.session.scalars(select(m.OutboxRow))}
         assert rows["a"].sent_at == T0 + timedelta(seconds=1)
-        assert rows["a"].tries == 1
-        assert (rows["b"].tries, rows["b"].claimed_by) == (3, "third")
-        assert rows["b"].last_error is not None
-        assert len(rows["b"].last_error) == 500
+        assert (rows["a"].tries, rows["a"].outcome) == (1, "sent")
+        assert (rows["b"].tries, rows["b"].claimed_by, rows["b"].outcome) == (3, "third", "sent")
+
+
+async def test_outbox_back_off_validity_and_how_rows_end(uows: SqlUnitOfWorkFactory) -> None:
+    async with uows() as uow:
+        await uow.outbox.add("retry", None, "r", {}, T0, expires_at=T0 + timedelta(hours=24))
+        await uow.outbox.add("blocked", None, "r", {}, T0)
+        await uow.outbox.add("later", None, "r", {}, T0, not_before=T0 + timedelta(minutes=1))
+        await uow.outbox.add("stale", None, "r", {}, T0, expires_at=T0 + timedelta(seconds=5))
+        await uow.commit()
+    async with uows() as uow:
+        claimed = {n.key: n for n in await uow.outbox.claim(T0, 60, 10, "me")}
+        assert set(claimed) == {"retry", "blocked", "stale"}  # "later" waits for its time
+        await uow.outbox.retry_at(
+            claimed["retry"].id, "Timed out " * 100, T0 + timedelta(seconds=2)
+        )
+        await uow.outbox.end(claimed["blocked"].id, T0, "blocked", "Forbidden: bot was blocked")
+        await uow.commit()
+    # The retry is offered again at its time, though its 60 s claim has not run out.
+    assert await _claim(uows, T0 + timedelta(seconds=1), "me") == []
+    assert await _claim(uows, T0 + timedelta(seconds=2), "me") == ["retry"]
+    # "stale" was claimed and never ended: once its claim and its validity are over, it ends.
+    assert await _claim(uows, T0 + timedelta(seconds=61), "me") == ["later"]
+    # Shown elsewhere: a pending, unclaimed row can be ended by its key, a claimed one not.
+    async with uows() as uow:
+        assert await uow.outbox.add("shown", None, "r", {}, T0, not_before=T0 + timedelta(days=9))
+        assert await uow.outbox.end_pending("shown", T0 + timedelta(minutes=2), "inline")
+        assert not await uow.outbox.end_pending("shown", T0 + timedelta(minutes=2), "inline")
+        assert not await uow.outbox.end_pending("later", T0 + timedelta(minutes=2), "inline")
+        await uow.commit()
+    async with uows(write=False) as uow:
+        assert uow.session is not None
+        rows = {r.key: r for r in await uow.session.scalars(select(m.OutboxRow))}
+        assert rows["retry"].sent_at is None and rows["retry"].tries == 2
+        assert rows["retry"].last_error is not None and len(rows["retry"].last_error) == 500
+        assert (rows["blocked"].outcome, rows["blocked"].last_error) == (
+            "blocked",
+            "Forbidden: bot was blocked",
+        )
+        assert (rows["stale"].outcome, rows["stale"].sent_at) == (
+            "expired",
+            T0 + timedelta(seconds=61),
+        )
+        assert rows["shown"].outcome == "inline"
+        assert rows["later"].sent_at is None  # claimed, not ended
 
 
 # ------------------------------------------------------------------ units and questions
