@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from telegram import Bot, BotCommand
 from telegram.ext import Application, ApplicationBuilder
 
+from bot.logs import register_settings_secrets
 from bot.processor import PerChatUpdateProcessor
 from bot.request import SharedSession, build_request
 from bot.settings import Settings
@@ -78,6 +79,7 @@ def build_application(
     """Build the bot. Nothing connects here: the database is opened in ``post_init``."""
     if settings.bot_token is None or not settings.bot_token.get_secret_value().strip():
         raise MissingToken
+    register_settings_secrets(settings)  # masked in every log line (bot.logs)
     # Every request object of the bot (updates, getUpdates, bulk sends) sends through one
     # aiohttp session; each keeps its own pool, so bulk sends never hold up an answer.
     http = SharedSession()

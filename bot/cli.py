@@ -15,34 +15,60 @@ from pydantic import ValidationError
 from telegram.error import TelegramError
 
 from bot.config import ConfigError, load_rules
+from bot.logs import configure_logging, redact, register_settings_secrets
 from bot.settings import Settings
 from contest.errors import ContestError, ImportRejected
 from contest.importing import validate_questions, validate_units
 from handlers import texts
-from storage.schema import DatabaseUnavailable
+from storage.schema import DatabaseReadOnly, DatabaseUnavailable
 
 log = logging.getLogger("contest_bot")
 
 EXIT_USAGE = 2
 EXIT_REJECTED = 1
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+RAW_PAYLOADS_WARNING = (
+    "CẢNH BÁO: đã bật --log-raw-payloads. Nhật ký sẽ ghi nguyên văn các cập nhật và yêu cầu "
+    "trao đổi với Telegram, tức là có DỮ LIỆU CÁ NHÂN của người dự thi (họ tên, ngày sinh, số "
+    "điện thoại). Chỉ bật trong thời gian ngắn để tìm lỗi, không chia sẻ nhật ký này, và xóa nó "
+    "khi đã xong. Token của bot và khóa bí mật webhook vẫn được che."
+)
 
 
-def configure_logging(level: str = "INFO") -> None:
-    logging.basicConfig(
-        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+def database_unavailable_message(exc: DatabaseUnavailable) -> str:
+    """What to tell the operator (in Vietnamese): the kind of failure, what to check."""
+    # Only the kind of failure: the driver's message can quote the URL's password.
+    if isinstance(exc, DatabaseReadOnly):
+        where = f" (tệp {exc.path})" if exc.path else ""
+        return (
+            f"Không ghi được vào cơ sở dữ liệu{where}: cơ sở dữ liệu đang ở chế độ chỉ "
+            "đọc. Hãy kiểm tra: người dùng chạy bot có quyền ghi trên tệp cơ sở dữ "
+            "liệu và trên thư mục chứa nó (SQLite cần tạo thêm các tệp -wal và -shm bên "
+            "cạnh); đường dẫn trong CONTEST_DATABASE_URL có trỏ đúng tệp cần dùng không; ổ "
+            "đĩa có bị gắn ở chế độ chỉ đọc hoặc đã đầy không. Với PostgreSQL: máy chủ không "
+            "phải bản sao chỉ đọc và tài khoản có quyền ghi."
+        )
+    return (
+        f"Không kết nối hoặc không mở được cơ sở dữ liệu ({exc}). Hãy kiểm tra "
+        "CONTEST_DATABASE_URL (máy chủ, cổng, tên cơ sở dữ liệu, tài khoản và mật khẩu; với "
+        "SQLite: đường dẫn tệp và thư mục chứa nó có tồn tại không), máy chủ cơ sở dữ liệu có "
+        "đang chạy và nhận kết nối từ máy này không, và quyền truy cập của tài khoản hoặc của "
+        "người dùng chạy bot trên tệp."
     )
-    # httpx logs every request URL at INFO, and the URL contains the bot token.
-    for noisy in ("httpx", "httpcore", "apscheduler", "aiohttp.access", "alembic"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def fail(message: str, code: int = EXIT_USAGE) -> int:
-    print(message, file=sys.stderr)
+    # A library's message (a Bot API error, say) may quote a URL: secrets are masked here
+    # as in the log. Personal data is left alone: a rejected file's report quotes its cells.
+    print(redact(message, personal_data=False), file=sys.stderr)
     return code
 
 
 def load_settings() -> Settings:
-    return Settings()
+    settings = Settings()
+    register_settings_secrets(settings)  # masked in every log line from now on
+    return settings
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -174,7 +200,19 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="contest-bot", description="Bot Cuộc thi tìm hiểu công tác cải cách hành chính"
     )
-    p.add_argument("--log-level", default="INFO")
+    p.add_argument(
+        "--log-level",
+        default="INFO",
+        type=str.upper,
+        choices=LOG_LEVELS,
+        help="mức ghi nhật ký của bot (thư viện vẫn ở mức INFO trở lên)",
+    )
+    p.add_argument(
+        "--log-raw-payloads",
+        action="store_true",
+        help="ghi cả nội dung thô các cập nhật và yêu cầu Telegram (CÓ DỮ LIỆU CÁ NHÂN: "
+        "chỉ dùng khi tìm lỗi)",
+    )
     sub = p.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="chạy bot (long polling, hoặc --webhook)")
     run.add_argument(
@@ -210,7 +248,9 @@ def main(argv: list[str] | None = None) -> int:
 
         return int(bench_main(argv[1:]))
     args: Any = parser().parse_args(argv)
-    configure_logging(args.log_level)
+    configure_logging(args.log_level, raw_payloads=args.log_raw_payloads)
+    if args.log_raw_payloads:
+        log.warning(RAW_PAYLOADS_WARNING)
     try:
         return int(args.func(args))
     except ValidationError as exc:
@@ -219,14 +259,7 @@ def main(argv: list[str] | None = None) -> int:
             + ", ".join("CONTEST_" + str(e["loc"][0]).upper() for e in exc.errors())
         )
     except DatabaseUnavailable as exc:
-        # Only the kind of failure: the driver's message can quote the URL's password.
-        log.debug("database unavailable", exc_info=True)
-        return fail(
-            f"Không kết nối hoặc không mở được cơ sở dữ liệu ({exc}). Hãy kiểm tra "
-            "CONTEST_DATABASE_URL, máy chủ cơ sở dữ liệu và quyền truy cập "
-            "(chi tiết: chạy lại với --log-level DEBUG).",
-            EXIT_REJECTED,
-        )
+        return fail(database_unavailable_message(exc), EXIT_REJECTED)
 
 
 if __name__ == "__main__":

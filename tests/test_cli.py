@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import os
@@ -18,12 +19,15 @@ from typing import Any
 
 import pytest
 from openpyxl import Workbook
+from sqlalchemy import text
 
+from bot.fake_api import FakeBotApi
 from contest.importing import validate_questions
 from storage.db import create_engine
 from storage.files import read_table
-from storage.schema import migrate
+from storage.schema import DatabaseReadOnly, migrate
 from storage.uow import SqlUnitOfWorkFactory
+from tests.conftest import PG_ENV
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "storage" / "samples"
@@ -43,6 +47,7 @@ class Cli:
     def __init__(self, tmp_path: Path) -> None:
         self.cwd = tmp_path
         self.db = tmp_path / "contest.db"
+        self.command = COMMAND
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("CONTEST_")}
         self.env.update(
             CONTEST_DATABASE_URL=f"sqlite:///{self.db}",
@@ -53,7 +58,7 @@ class Cli:
 
     def __call__(self, *args: str, timeout: float = 30, **env: str) -> Result:
         return subprocess.run(
-            [*COMMAND, *args],
+            [*self.command, *args],
             cwd=self.cwd,
             env={**self.env, **env},
             capture_output=True,
@@ -372,5 +377,143 @@ def test_unusable_settings_database_and_api_are_explained_without_a_traceback(
         assert "Không kết nối hoặc không mở được cơ sở dữ liệu" in result.stderr
         assert "CONTEST_DATABASE_URL" in result.stderr
         assert "Cơ sở dữ liệu đã được cập nhật" not in result.stdout
+        # It says what to check; it does not send the operator to a log full of data.
+        assert "--log-level" not in result.stderr and "DEBUG" not in result.stderr
     assert "Không kết nối được với Telegram Bot API" in hooked.stderr
     assert not cli.db.exists()
+
+
+# ------------------------------------------------------------------ logging flags
+
+
+def test_log_flags(cli: Cli) -> None:
+    """``--log-level`` takes any case; ``--log-raw-payloads`` warns, in Vietnamese, that the
+    log will hold personal data; an unknown level is refused by the parser."""
+    raw, lower, unknown = cli.many(
+        (["--log-raw-payloads", "migrate"], {}),
+        (["--log-level", "debug", "migrate"], {}),
+        (["--log-level", "LOUD", "migrate"], {}),
+    )
+    assert raw.returncode == 0, raw.stderr
+    assert "--log-raw-payloads" in raw.stderr and "DỮ LIỆU CÁ NHÂN" in raw.stderr
+    assert lower.returncode == 0, lower.stderr
+    assert "DỮ LIỆU CÁ NHÂN" not in lower.stderr
+    assert unknown.returncode == 2 and "LOUD" in unknown.stderr
+
+
+# ------------------------------------------------------------------ a read-only database
+
+# Root writes through file modes (CAP_DAC_OVERRIDE): as root, the command runs with that
+# capability dropped from its bounding set, so a read-only file is read-only for it too.
+_DROP_OVERRIDE = """
+import ctypes, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+for cap in (1, 2):  # CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH
+    if libc.prctl(24, cap, 0, 0, 0) != 0:  # PR_CAPBSET_DROP
+        raise SystemExit(f"prctl: {os.strerror(ctypes.get_errno())}")
+os.execv(sys.argv[1], sys.argv[1:])
+"""
+
+
+def unprivileged(command: list[str]) -> list[str]:
+    """``command`` as run by someone whom file modes bind (root without its override)."""
+    if os.geteuid() != 0:
+        return command
+    wrapped = [sys.executable, "-c", _DROP_OVERRIDE, *command]
+    probe = subprocess.run([*wrapped[:3], sys.executable, "-c", ""], check=False)
+    if probe.returncode != 0:
+        pytest.skip("running as root, and CAP_DAC_OVERRIDE cannot be dropped here")
+    return wrapped
+
+
+READ_ONLY = "cơ sở dữ liệu đang ở chế độ chỉ đọc"
+
+
+async def test_a_read_only_database_is_explained_without_a_traceback(
+    cli: Cli, fake_api: FakeBotApi
+) -> None:
+    """A database the bot may read but not write: the file and its folder read-only (the
+    file opens, its WAL set-up fails), an empty read-only file (the migration fails), a
+    migrated read-only file in a writable folder (nothing to migrate: only a write shows
+    it). ``migrate``, the imports and ``run`` (polling and webhook) each stop at start-up
+    with a Vietnamese message naming what to check, and exit 1."""
+    cli.command = unprivileged(cli.command)
+    await seed_questions(cli.db)  # migrated; closing it folded the WAL back into the file
+    locked = cli.cwd / "locked"
+    locked.mkdir()
+    (locked / "contest.db").write_bytes(cli.db.read_bytes())
+    empty = cli.cwd / "empty.db"
+    empty.touch()
+    read_only = [cli.db, locked / "contest.db", empty, locked]
+    for path in read_only:
+        path.chmod(0o555 if path.is_dir() else 0o444)
+    bot = {"CONTEST_BOT_TOKEN": fake_api.token, "CONTEST_BOT_API_URL": fake_api.base_url}
+    webhook = {
+        **bot,
+        "CONTEST_WEBHOOK_URL": "https://bot.example.vn/hook-abc",
+        "CONTEST_WEBHOOK_SECRET": "s3cret",
+        "CONTEST_WEBHOOK_PORT": str(free_port()),
+    }
+    in_folder = {"CONTEST_DATABASE_URL": f"sqlite:///{locked / 'contest.db'}"}
+    try:
+        results = await asyncio.to_thread(
+            cli.many,
+            (["migrate"], in_folder),
+            (["import-units", str(SAMPLES / "units.csv")], in_folder),
+            (["migrate"], {"CONTEST_DATABASE_URL": f"sqlite:///{empty}"}),
+            (["migrate"], {}),
+            (["run"], bot),
+            (["run", "--webhook"], webhook),
+        )
+    finally:
+        for path in read_only:
+            path.chmod(0o755 if path.is_dir() else 0o644)
+    paths = [locked / "contest.db"] * 2 + [empty] + [cli.db] * 3
+    for result, path in zip(results, paths, strict=True):
+        assert result.returncode == 1, result.stderr
+        assert READ_ONLY in result.stderr, result.stderr
+        assert f"tệp {path}" in result.stderr
+        for hint in ("quyền ghi", "thư mục", "CONTEST_DATABASE_URL", "ổ đĩa"):
+            assert hint in result.stderr
+        assert "Traceback" not in result.stderr, result.stderr
+        assert "readonly" not in result.stderr  # not the driver's raw message
+        assert "Unclosed" not in result.stderr, result.stderr
+    assert not fake_api.calls_of("setWebhook")  # stopped before serving anything
+    assert cli.count("units") == 0
+
+
+@pytest.mark.postgres
+async def test_a_read_only_postgresql_database_is_reported_as_such() -> None:
+    """A server that refuses writes (a hot standby, ``default_transaction_read_only``)."""
+    base = os.environ.get(PG_ENV)
+    if not base:
+        pytest.skip(f"PostgreSQL tests need {PG_ENV} (set by .ci/run)")
+    schema = f"ro_{os.getpid()}_{free_port()}"
+    admin = create_engine(base)
+    async with admin.begin() as conn:
+        await conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    sep = "&" if "?" in base else "?"
+    url = f"{base}{sep}options=-csearch_path%3D{schema}"
+    try:
+        writable = create_engine(url)
+        try:
+            await migrate(writable)
+        finally:
+            await writable.dispose()
+        for migrated in (True, False):
+            if not migrated:  # nothing migrated yet: the migration itself is refused
+                async with admin.begin() as conn:
+                    await conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+                    await conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+            engine = create_engine(
+                url, connect_args={"server_settings": {"default_transaction_read_only": "on"}}
+            )
+            try:
+                with pytest.raises(DatabaseReadOnly):
+                    await migrate(engine)
+            finally:
+                await engine.dispose()
+    finally:
+        async with admin.begin() as conn:
+            await conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        await admin.dispose()
