@@ -5,9 +5,12 @@ built with ``.updater(None)``, and our own web server turns each POSTed update i
 ``Update.de_json(data, app.bot)`` on ``application.update_queue``. Routes:
 
 * ``POST <path of CONTEST_WEBHOOK_URL>``: Telegram's deliveries. The
-  ``X-Telegram-Bot-Api-Secret-Token`` header must equal CONTEST_WEBHOOK_SECRET (403 otherwise),
-  the body must be a JSON update (400 otherwise). The update is queued and answered 200 at
-  once; processing happens afterwards, so Telegram never waits for a handler.
+  ``X-Telegram-Bot-Api-Secret-Token`` header must equal CONTEST_WEBHOOK_SECRET (403 otherwise;
+  refusals are logged at most once a minute, with their count), the body must be at most
+  MAX_BODY_BYTES (413 otherwise) and a JSON update python-telegram-bot can build (400
+  otherwise: malformed, too deeply nested or wrongly typed bodies alike, one short log line,
+  never the body). The update is queued and answered 200 at once; processing happens
+  afterwards, so Telegram never waits for a handler.
 * ``GET /healthz``: ``SELECT 1`` on the bot's database, 200 ``{"status":"ok"}`` or
   503 ``{"status":"error"}`` (for a load balancer or an orchestrator).
 * anything else: 404.
@@ -18,22 +21,22 @@ web server, ``setWebhook``, start the application. Stopping closes the web serve
 no update is accepted (answered 200) that the stopping application would never process, then
 stops the application. The webhook is not deleted on stop: another process may still serve it.
 
-Neither the bot token nor the secret is ever logged; the access log is off because the URL
-path is a secret too.
+Neither the bot token nor the secret is ever logged (``bot.logs`` masks them, and the URL, in
+every log line); the access log is off because the URL path is a secret too.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hmac
 import json
 import logging
 import re
 import signal
 import sys
+import time
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,10 +48,13 @@ from telegram.ext import Application
 from yarl import URL
 
 from bot.app import close_requests, runtime, stop
+from bot.logs import register_settings_secrets
 from bot.settings import Settings
 
 __all__ = [
     "ALLOWED_UPDATES",
+    "MAX_BODY_BYTES",
+    "MAX_DEPTH",
     "SECRET_HEADER",
     "RecentUpdateIds",
     "WebhookConfig",
@@ -77,6 +83,12 @@ SECRET_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,256}")
 MAX_CONNECTIONS = 40
 HEALTH_TIMEOUT = 2.0  # seconds for SELECT 1, connecting included
 RECENT_UPDATES = 10_000
+# An update is a few kilobytes (a 4,096-character text, its entities, a keyboard); the limit
+# leaves a wide margin and keeps a hostile body from being read into memory.
+MAX_BODY_BYTES = 1024 * 1024
+# Telegram's updates nest about ten levels (message, reply_to_message, reply_markup …).
+MAX_DEPTH = 64
+REFUSAL_LOG_INTERVAL = 60.0  # seconds: at most one log line about refused requests
 EXIT_USAGE = 2
 EXIT_FAILED = 1
 
@@ -165,6 +177,67 @@ class RecentUpdateIds:
         return False
 
 
+class RefusalLog:
+    """Logs refused requests (wrong or missing secret) at most once per ``interval`` seconds.
+
+    The first refusal is logged at once; the ones that follow within the interval are only
+    counted, and the next line (or :meth:`flush`, at shutdown) gives their number. A flood
+    of forged requests costs one WARNING line a minute, not one per request.
+    """
+
+    def __init__(
+        self, interval: float = REFUSAL_LOG_INTERVAL, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.interval = interval
+        self.clock = clock
+        self.total = 0
+        self._unreported = 0
+        self._last: float | None = None
+
+    def refused(self) -> None:
+        self.total += 1
+        self._unreported += 1
+        now = self.clock()
+        if self._last is None or now - self._last >= self.interval:
+            self._report(now)
+
+    def flush(self) -> None:
+        if self._unreported:
+            self._report(self.clock())
+
+    def _report(self, now: float) -> None:
+        log.warning(
+            "webhook request refused: wrong or missing secret token "
+            "(%d refused since the last report, %d in all; at most one report per %g s)",
+            self._unreported,
+            self.total,
+            self.interval,
+        )
+        self._unreported = 0
+        self._last = now
+
+
+class _BadBody(Exception):
+    """The body is not an update we can build; the message is a short reason (no data)."""
+
+
+def _too_deep(data: object, limit: int) -> bool:
+    """Whether ``data`` (parsed JSON) nests more than ``limit`` levels (no recursion)."""
+    stack: list[tuple[object, int]] = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict):
+            children: list[object] = list(value.values())
+        elif isinstance(value, list):
+            children = value
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
+
+
 class _Routes:
     """The request handlers, bound to one application."""
 
@@ -175,11 +248,13 @@ class _Routes:
         *,
         health_timeout: float,
         recent_updates: int,
+        refusal_log_interval: float = REFUSAL_LOG_INTERVAL,
     ) -> None:
         self.application = application
         self._secret = secret.encode()
         self.health_timeout = health_timeout
         self.recent = RecentUpdateIds(recent_updates)
+        self.refusals = RefusalLog(refusal_log_interval)
 
     async def update(self, request: web.Request) -> web.StreamResponse:
         """Telegram's delivery: check the secret, queue the update, answer at once."""
@@ -187,24 +262,39 @@ class _Routes:
             raise web.HTTPNotFound
         given = request.headers.get(SECRET_HEADER, "").encode("utf-8", "replace")
         if not hmac.compare_digest(given, self._secret):
-            log.warning("webhook request refused: wrong or missing secret token")
+            self.refusals.refused()
             raise web.HTTPForbidden
+        body = await request.read()  # HTTPRequestEntityTooLarge (413) past client_max_size
         try:
-            data = json.loads(await request.read())
-        except ValueError:
-            raise web.HTTPBadRequest(text="invalid JSON") from None
-        update_id = data.get("update_id") if isinstance(data, dict) else None
-        if type(update_id) is not int:
-            raise web.HTTPBadRequest(text="not an update")
-        try:
-            update = Update.de_json(data, self.application.bot)
-        except (KeyError, TypeError, ValueError):
+            update_id, update = self._parse(body)
+        except _BadBody as exc:
+            log.warning("webhook body refused: %s (%d bytes)", exc, len(body))
             raise web.HTTPBadRequest(text="not an update") from None
         if self.recent.seen(update_id):  # only updates that were queued are recorded
             log.info("update %d delivered again: dropped", update_id)
             return web.Response()
         await self.application.update_queue.put(update)
         return web.Response()
+
+    def _parse(self, body: bytes) -> tuple[int, Update]:
+        """The update in ``body``, or _BadBody: a hostile body (malformed, nested thousands
+        of levels deep, a string where an object belongs) is refused, never a server error."""
+        try:
+            data = json.loads(body)
+        except RecursionError:
+            raise _BadBody("JSON nested too deeply") from None
+        except ValueError:
+            raise _BadBody("not JSON") from None
+        update_id = data.get("update_id") if isinstance(data, dict) else None
+        if type(update_id) is not int:
+            raise _BadBody("no integer update_id")
+        if _too_deep(data, MAX_DEPTH):
+            raise _BadBody(f"JSON nested more than {MAX_DEPTH} levels")
+        try:
+            update = Update.de_json(data, self.application.bot)
+        except Exception as exc:  # any field of the wrong type or shape
+            raise _BadBody(f"update {update_id} cannot be built ({type(exc).__name__})") from None
+        return update_id, update
 
     async def health(self, request: web.Request) -> web.StreamResponse:
         """Health: the database answers ``SELECT 1`` within the timeout."""
@@ -229,6 +319,8 @@ def make_web_app(
     secret_path: str,
     health_timeout: float = HEALTH_TIMEOUT,
     recent_updates: int = RECENT_UPDATES,
+    max_body_bytes: int = MAX_BODY_BYTES,
+    refusal_log_interval: float = REFUSAL_LOG_INTERVAL,
 ) -> web.Application:
     """The web server: ``POST secret_path`` (updates), ``GET /healthz``, 404 for the rest."""
     if settings.webhook_secret is None or not settings.webhook_secret.get_secret_value():
@@ -240,10 +332,16 @@ def make_web_app(
         settings.webhook_secret.get_secret_value(),
         health_timeout=health_timeout,
         recent_updates=recent_updates,
+        refusal_log_interval=refusal_log_interval,
     )
-    web_app = web.Application()
+    web_app = web.Application(client_max_size=max_body_bytes)
     web_app.router.add_route("*", secret_path, routes.update)
     web_app.router.add_route("*", HEALTH_PATH, routes.health)
+
+    async def report_refusals(_: web.Application) -> None:
+        routes.refusals.flush()
+
+    web_app.on_cleanup.append(report_refusals)
     return web_app
 
 
@@ -263,36 +361,6 @@ class WebhookServer:
         return f"http://{self.host}:{self.port}{self.config.path}"
 
 
-class _Redact(logging.Filter):
-    """Replace secrets in log records (PTB logs request parameters at DEBUG level)."""
-
-    def __init__(self, *secrets: str) -> None:
-        super().__init__()
-        self.secrets = [s for s in secrets if s]
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        if any(secret in message for secret in self.secrets):
-            for secret in self.secrets:
-                message = message.replace(secret, "***")
-            record.msg = message
-            record.args = None
-        return True
-
-
-@contextlib.contextmanager
-def _secrets_redacted(*secrets: str) -> Iterator[None]:
-    loggers = [logging.getLogger("telegram.Bot"), logging.getLogger("telegram.ext.ExtBot")]
-    redact = _Redact(*secrets)
-    for logger in loggers:
-        logger.addFilter(redact)
-    try:
-        yield
-    finally:
-        for logger in loggers:
-            logger.removeFilter(redact)
-
-
 async def start_webhook(
     application: AnyApplication,
     settings: Settings,
@@ -303,6 +371,7 @@ async def start_webhook(
     webhook with Telegram, start the application. Raises WebhookConfigError first if the
     settings are incomplete; on any later failure, what was started is stopped again."""
     config = check_config(settings)
+    register_settings_secrets(settings)  # the token, the secret and the URL: masked in logs
     try:
         await application.initialize()  # getMe: the token and the Bot API are checked here
     except BaseException:
@@ -328,15 +397,13 @@ async def start_webhook(
             ) from exc
         port = int(runner.addresses[0][1]) if runner.addresses else settings.webhook_port
         try:
-            # The secret, and the URL's path (it is a secret of sorts too).
-            with _secrets_redacted(config.secret, config.path.strip("/")):
-                await application.bot.set_webhook(
-                    url=config.url,
-                    secret_token=config.secret,
-                    allowed_updates=ALLOWED_UPDATES,
-                    drop_pending_updates=False,
-                    max_connections=MAX_CONNECTIONS,
-                )
+            await application.bot.set_webhook(
+                url=config.url,
+                secret_token=config.secret,
+                allowed_updates=ALLOWED_UPDATES,
+                drop_pending_updates=False,
+                max_connections=MAX_CONNECTIONS,
+            )
         except TelegramError as exc:
             raise WebhookStartError(
                 f"Telegram không nhận webhook (CONTEST_WEBHOOK_URL): {exc.message}"

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import json
 import logging
 import os
 import signal
 import socket
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +23,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.app import build_application
 from bot.fake_api import FakeBotApi, FakeUser
+from bot.logs import configure_logging
 from bot.settings import Settings
 from bot.webhook import (
+    MAX_BODY_BYTES,
     SECRET_HEADER,
     RecentUpdateIds,
     WebhookServer,
@@ -37,6 +40,7 @@ from contest.clock import ManualClock
 from contest.rules import ContestRules
 from storage.db import create_engine
 from tests.conftest import has, pg_engine, register_civil_servant, say
+from tests.test_logs import SavedLogging
 
 SECRET = "s3cret_X"
 PATH = "/hook/abc"
@@ -191,6 +195,119 @@ async def test_refuses_bad_requests_and_drops_repeated_updates(
     await user.wait_for(has("Xin chào"))
 
 
+HOSTILE_BODIES: dict[str, bytes] = {
+    "nested 100,000 deep": b'{"update_id": 5, "x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+    "nested 100 deep": b'{"update_id": 5, "x": ' + b"[" * 100 + b"]" * 100 + b"}",
+    "reply chain 2,000 deep": (
+        b'{"update_id": 5, "message": '
+        + b'{"message_id": 1, "date": 0, "chat": {"id": 1, "type": "private"}, '
+        b'"reply_to_message": ' * 2_000 + b"null" + b"}" * 2_001
+    ),
+    "message is a string": b'{"update_id": 5, "message": "PERSONAL-0912345678"}',
+    "message is a number": b'{"update_id": 5, "message": 3}',
+    "message is a list": b'{"update_id": 5, "message": [1]}',
+    "sender is a string": (
+        b'{"update_id": 5, "message": {"message_id": 1, "date": 0, '
+        b'"chat": {"id": 1, "type": "private"}, "from": "PERSONAL-0912345678"}}'
+    ),
+    "entities are strings": (
+        b'{"update_id": 5, "message": {"message_id": 1, "date": 0, '
+        b'"chat": {"id": 1, "type": "private"}, "text": "hi", "entities": ["x"]}}'
+    ),
+    "date is a string": (
+        b'{"update_id": 5, "message": {"message_id": 1, "date": "PERSONAL", '
+        b'"chat": {"id": 1, "type": "private"}}}'
+    ),
+    "not UTF-8": b'{"update_id": 5, "message": "\xff\xfe"}',
+}
+
+
+async def test_hostile_bodies_are_refused_with_400_and_no_traceback(
+    hooked: WebhookServer, fake_api: FakeBotApi, caplog: pytest.LogCaptureFixture
+):
+    """Deep nesting, wrong types: 400 (never a 500 with aiohttp's traceback), one short log
+    line each without the body, and the server goes on serving."""
+    caplog.set_level(logging.INFO)
+    for name, body in HOSTILE_BODIES.items():
+        status, answer = await post(hooked.local_url, body)
+        assert (status, answer) == (400, "not an update"), name
+    refused = [r for r in caplog.records if "webhook body refused" in r.getMessage()]
+    assert len(refused) == len(HOSTILE_BODIES)
+    for record in caplog.records:
+        assert record.levelno < logging.ERROR, record.getMessage()
+        assert record.exc_info is None, record.getMessage()
+        assert "PERSONAL" not in record.getMessage()
+    user = fake_api.user(2004)
+    assert (await post(hooked.local_url, command_update(user, 900_201, "/start")))[0] == 200
+    await user.wait_for(has("Xin chào"))
+
+
+async def test_a_body_over_the_limit_is_refused_with_413(
+    hooked: WebhookServer, fake_api: FakeBotApi
+):
+    body = io.BytesIO(b'{"update_id": 5' + b" " * MAX_BODY_BYTES + b"}")
+    headers = {"Content-Type": "application/json", SECRET_HEADER: SECRET}
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(hooked.local_url, data=body, headers=headers) as response,
+    ):
+        assert response.status == 413
+    small = command_update(fake_api.user(2005), 900_301, "/start")
+    assert (await post(hooked.local_url, small))[0] == 200  # the limit is far above an update
+
+
+async def test_refused_requests_are_logged_once_a_minute_not_once_each(
+    hooked: WebhookServer, caplog: pytest.LogCaptureFixture
+):
+    """5,000 requests with a wrong secret: one WARNING line, not 5,000."""
+    caplog.set_level(logging.INFO)
+    body = json.dumps({"update_id": 1}).encode()
+    headers = {"Content-Type": "application/json", SECRET_HEADER: "wrong"}
+    connector = aiohttp.TCPConnector(limit=32)
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def forged(count: int) -> list[int]:
+            statuses = []
+            for _ in range(count):
+                async with session.post(hooked.local_url, data=body, headers=headers) as r:
+                    statuses.append(r.status)
+            return statuses
+
+        results = await asyncio.gather(*(forged(5_000 // 32 + 1) for _ in range(32)))
+    statuses = [s for chunk in results for s in chunk]
+    assert len(statuses) >= 5_000 and set(statuses) == {403}
+    lines = [r for r in caplog.records if "refused" in r.getMessage()]
+    assert len(lines) == 1, [r.getMessage() for r in lines[:5]]
+    assert lines[0].levelno == logging.WARNING
+
+
+async def test_refusal_reports_count_what_they_summarise(
+    fake_api: FakeBotApi, rules: ContestRules, caplog: pytest.LogCaptureFixture
+):
+    caplog.set_level(logging.INFO)
+    engine = create_engine("sqlite://")
+    settings, app = broken_app(fake_api, rules, engine)
+    try:
+        web_app = make_web_app(app, settings, secret_path=PATH, refusal_log_interval=0.5)
+        async with TestClient(TestServer(web_app)) as client:
+
+            async def forge(times: int) -> None:
+                for _ in range(times):
+                    response = await client.post(PATH, data=b"{}", headers={SECRET_HEADER: "x"})
+                    assert response.status == 403
+
+            await forge(10)  # reported: the first; counted: the other 9
+            await asyncio.sleep(0.6)
+            await forge(4)  # reported: 9 + 1; counted: 3, reported when the server stops
+    finally:
+        await engine.dispose()
+    lines = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+    assert len(lines) == 3, lines
+    assert "(1 refused since the last report, 1 in all" in lines[0]
+    assert "(10 refused since the last report, 11 in all" in lines[1]
+    assert "(3 refused since the last report, 14 in all" in lines[2]
+
+
 def test_recent_update_ids_are_bounded():
     recent = RecentUpdateIds(3)
     assert [recent.seen(i) for i in (1, 2, 3, 1)] == [False, False, False, True]
@@ -254,14 +371,26 @@ async def test_healthz_is_503_when_the_database_does_not_answer_in_time(
 # ------------------------------------------------------------------ the process
 
 
+@pytest.fixture
+def raw_debug_log() -> Iterator[io.StringIO]:
+    """The product's logging at DEBUG with raw payloads (python-telegram-bot logs every
+    request's parameters), written to a string; put back afterwards."""
+    saved = SavedLogging.save()
+    out = io.StringIO()
+    configure_logging("DEBUG", raw_payloads=True, stream=out)
+    try:
+        yield out
+    finally:
+        saved.restore()
+
+
 async def test_serve_runs_until_sigterm_and_keeps_the_webhook(
     fake_api: FakeBotApi,
     rules: ContestRules,
     clock: ManualClock,
     tmp_path: Path,
-    caplog: pytest.LogCaptureFixture,
+    raw_debug_log: io.StringIO,
 ):
-    caplog.set_level(logging.DEBUG)
     settings = webhook_settings(fake_api, free_port())
     engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'contest.db'}")
     app = build_application(settings, rules, clock=clock, engine=engine, polling=False)
@@ -281,7 +410,8 @@ async def test_serve_runs_until_sigterm_and_keeps_the_webhook(
     assert not app.running
     assert fake_api.webhook_url == settings.webhook_url  # not deleted on stop
     assert not fake_api.calls_of("deleteWebhook")
-    logged = "\n".join(record.getMessage() for record in caplog.records)
+    logged = raw_debug_log.getvalue()
+    assert "setWebhook" in logged  # its parameters were logged, masked
     assert SECRET not in logged and PATH not in logged
 
 
