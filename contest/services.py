@@ -13,7 +13,7 @@ from typing import Any
 
 from contest.clock import Clock
 from contest.errors import Conflict, ContestError
-from contest.importing import QuestionRow, UnitRow
+from contest.importing import MAX_BANK_QUESTIONS, QuestionRow, UnitRow
 from contest.model import (
     Attempt,
     AttemptItem,
@@ -816,8 +816,14 @@ class ContestService:
         needed = max(self.rules.round1.questions, self.rules.round2.round.questions)
         if replace and len(rows) < needed:
             raise ContestError("bank_would_be_too_small", needed=needed, available=len(rows))
+        if len(rows) > MAX_BANK_QUESTIONS:
+            raise ContestError("bank_too_large", limit=MAX_BANK_QUESTIONS, total=len(rows))
         async with self.uow() as uow:
             summary = await uow.questions.upsert(rows, replace=replace)
+            # The bot caches the whole active bank: past the cap, nothing is committed.
+            total = await uow.questions.count()
+            if total > MAX_BANK_QUESTIONS:
+                raise ContestError("bank_too_large", limit=MAX_BANK_QUESTIONS, total=total)
             await uow.commit()
         self._questions_loaded_at = self._bank_loaded_at = None
         return summary

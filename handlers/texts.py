@@ -465,6 +465,9 @@ ERRORS: dict[str, str] = {
     "round_closed": "Vòng thi đã kết thúc. Gõ /ketqua để xem kết quả.",
     "bank_would_be_too_small": "Tệp chỉ có {available} câu hỏi, ít hơn {needed} câu của một "
     "lần thi: không thể dùng tệp này thay cho cả ngân hàng câu hỏi.",
+    "bank_too_large": "Ngân hàng câu hỏi chỉ được có tối đa {limit} câu hỏi đang dùng; sau lần "
+    "nhập này sẽ có {total} câu. Không có câu hỏi nào được ghi. Hãy dùng --replace để tệp thay "
+    "cả ngân hàng, hoặc bớt câu hỏi trong tệp.",
     "bank_too_small": "Đề thi đang được chuẩn bị. Vui lòng quay lại sau hoặc liên hệ Ban Tổ chức.",
     "stale_question": "Câu hỏi này đã được trả lời hoặc không còn hiệu lực.",
     "foreign_attempt": "Nút này không thuộc bài thi của bạn.",
@@ -501,32 +504,67 @@ PRESS_RECORDED = "Đã ghi nhận đáp án."
 IMPORT_REASONS = {
     "missing_column": "thiếu cột",
     "empty": "ô trống",
-    "too_long": "nội dung quá dài",
+    "too_long": "nội dung quá dài (tối đa {value} ký tự)",
+    "bad_char": "có ký tự không hợp lệ (mã {value}); hãy xoá ký tự này rồi lưu lại tệp",
+    "formula": "ô chứa công thức chưa có giá trị tính sẵn; hãy dán giá trị thay cho công thức",
     "bad_answer": "đáp án phải là a, b hoặc c",
     "duplicate_options": "các phương án trùng nhau",
     "duplicate_question": "câu hỏi trùng với dòng {value}",
     "duplicate_code": "mã đơn vị trùng với dòng {value}",
     "bad_kind": "loại đơn vị phải là phong_ban, phuong hoặc giao_duc",
     "bad_count": "số biên chế phải là số nguyên dương",
+    "count_too_large": "số biên chế quá lớn (tối đa {value})",
     "no_rows": "tệp không có dòng dữ liệu nào",
+    "too_many_questions": "tệp có hơn {value} câu hỏi, vượt giới hạn của ngân hàng câu hỏi; "
+    "việc kiểm tra dừng ở dòng này",
+    "too_many_units": "tệp có hơn {value} đơn vị, vượt giới hạn cho phép; việc kiểm tra dừng "
+    "ở dòng này",
+    "too_many_rows": "tệp có quá nhiều dòng (tối đa {value} dòng)",
+    "too_many_columns": "có dữ liệu ở quá {value} cột; hãy xoá các cột thừa",
+    "cell_too_large": "nội dung quá dài: có ô dài hơn {value} ký tự",
     "empty_file": "tệp rỗng",
     "file_type": "chỉ nhận tệp .csv hoặc .xlsx",
     "file_unreadable": "không đọc được tệp",
+    "file_too_large": "tệp quá lớn (tối đa {value})",
     "not_utf8": "tệp CSV phải dùng bảng mã UTF-8",
+    "bad_csv": "tệp CSV sai định dạng ở dòng này, không đọc tiếp được",
     "bad_xlsx": "tệp Excel bị lỗi hoặc không đúng định dạng .xlsx",
+    "xlsx_too_large": "nội dung tệp Excel khi giải nén vượt quá {value}",
+    "xlsx_compression": "tệp Excel có tỉ lệ nén bất thường (hơn {value} lần), có thể là tệp "
+    "độc hại nên không được mở",
 }
 
 
 def import_problem(problem: ImportProblem) -> str:
-    reason = IMPORT_REASONS.get(problem.reason, problem.reason).format(value=problem.value)
+    """One problem as ``Dòng 7, cột “answer”: …``. A value the reason names (a limit, a
+    row) goes into the reason; any other value is quoted after it, shortened."""
+
+    def number(value: str) -> str:  # 100000 -> 100.000
+        return f"{int(value):,}".replace(",", ".") if value.isascii() and value.isdigit() else value
+
+    def size(value: str) -> str:
+        count = int(value) if value.isascii() and value.isdigit() else 0
+        for unit, scale in (("MB", 1024 * 1024), ("KB", 1024)):
+            if count >= scale and count % scale == 0:
+                return f"{number(str(count // scale))} {unit}"
+        return f"{number(value)} byte"
+
+    template = IMPORT_REASONS.get(problem.reason, problem.reason)
     where = f"Dòng {problem.row}" if problem.row else "Tệp"
     column = f", cột “{problem.column}”" if problem.column else ""
-    value = (
-        f" (giá trị: “{problem.value}”)"
-        if problem.value and problem.reason not in ("duplicate_question", "duplicate_code")
-        else ""
-    )
-    return f"{where}{column}: {reason}{value}"
+    if "{value}" in template:
+        if problem.reason in ("file_too_large", "xlsx_too_large"):
+            shown = size(problem.value)
+        elif problem.reason in ("duplicate_question", "duplicate_code"):
+            shown = problem.value
+        else:
+            shown = number(problem.value)
+        return f"{where}{column}: {template.format(value=shown)}"
+    value = " ".join(problem.value.split())
+    if len(value) > 60:
+        value = value[:59] + "…"
+    quoted = f" (giá trị: “{value}”)" if value else ""
+    return f"{where}{column}: {template}{quoted}"
 
 
 def import_rejected(problems: list[ImportProblem]) -> str:

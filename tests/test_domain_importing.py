@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
 from contest.errors import ImportProblem, ImportRejected
 from contest.importing import (
+    MAX_BANK_QUESTIONS,
     MAX_OPTION_LEN,
     MAX_QUESTION_LEN,
+    MAX_TOPIC_LEN,
+    MAX_UNIT_CODE_LEN,
+    MAX_UNIT_NAME_LEN,
+    MAX_UNITS,
     QUESTION_COLUMNS,
     UNIT_COLUMNS,
+    FlaggedCell,
     QuestionRow,
     UnitRow,
     validate_questions,
@@ -311,3 +319,135 @@ def test_an_empty_unit_file_is_refused() -> None:
     with pytest.raises(ImportRejected) as caught:
         validate_units(U_HEADER, [])
     assert problems_of(caught) == [(2, "code", "no_rows")]
+
+
+# ---------------------------------------------------------------- hostile content
+
+
+def test_the_documented_limits() -> None:
+    """The limits an exam card and the database columns are sized against (see the card
+    length test in test_import_limits.py)."""
+    assert (MAX_TOPIC_LEN, MAX_QUESTION_LEN, MAX_OPTION_LEN) == (100, 800, 300)
+    assert (MAX_UNIT_CODE_LEN, MAX_UNIT_NAME_LEN) == (32, 200)
+    assert (MAX_BANK_QUESTIONS, MAX_UNITS) == (5000, 2000)
+
+
+def test_a_long_topic_is_refused() -> None:
+    """A 4.8k-character topic was accepted; the exam card then exceeded 4,096 characters."""
+    with pytest.raises(ImportRejected) as caught:
+        validate_questions(Q_HEADER, [qrow(topic="Chủ đề " * 700)])
+    assert problems_of(caught) == [(2, "topic", "too_long")]
+    assert caught.value.problems[0].value == str(MAX_TOPIC_LEN)
+
+
+def test_field_lengths_at_the_limits_are_accepted_and_one_more_is_not() -> None:
+    at_limit = qrow("q" * MAX_QUESTION_LEN, "a" * MAX_OPTION_LEN, "b", "c", topic="t" * 100)
+    assert len(validate_questions(Q_HEADER, [at_limit])) == 1
+    over = qrow("q" * 801, "a", "b" * 301, "c", topic="t" * 101)
+    with pytest.raises(ImportRejected) as caught:
+        validate_questions(Q_HEADER, [over])
+    assert problems_of(caught) == [
+        (2, "topic", "too_long"),
+        (2, "question", "too_long"),
+        (2, "b", "too_long"),
+    ]
+    assert [p.value for p in caught.value.problems] == ["100", "800", "300"]
+
+
+def test_unit_code_and_name_lengths() -> None:
+    assert validate_units(U_HEADER, [urow("C" * 32, "N" * 200)])[0].code == "C" * 32
+    with pytest.raises(ImportRejected) as caught:
+        validate_units(U_HEADER, [urow("C" * 33, "N" * 201)])
+    assert problems_of(caught) == [(2, "code", "too_long"), (2, "name", "too_long")]
+
+
+def test_lengths_count_the_text_as_stored() -> None:
+    """Spaces are folded before the count, as they are before the text is stored."""
+    [row] = validate_questions(Q_HEADER, [qrow(topic="  Chủ   đề  " + " " * 500)])
+    assert row.topic == "Chủ đề"
+
+
+@pytest.mark.parametrize(
+    ("char", "code"),
+    [
+        ("\x00", "U+0000"),
+        ("\x07", "U+0007"),
+        ("\x1f", "U+001F"),
+        ("\x7f", "U+007F"),
+        ("\x9b", "U+009B"),
+        ("\ud800", "U+D800"),
+        ("\uffff", "U+FFFF"),
+    ],
+)
+def test_control_characters_are_refused_in_every_column(char: str, code: str) -> None:
+    rows = [qrow(f"Câu{char}hỏi?"), qrow("Hai?", topic=f"T{char}"), qrow("Ba?", answer=f"a{char}")]
+    with pytest.raises(ImportRejected) as caught:
+        validate_questions(Q_HEADER, rows)
+    assert problems_of(caught) == [
+        (2, "question", "bad_char"),
+        (3, "topic", "bad_char"),
+        (4, "answer", "bad_char"),
+    ]
+    assert {p.value for p in caught.value.problems} == {code}
+    with pytest.raises(ImportRejected) as caught:
+        validate_units(U_HEADER, [urow(f"X{char}"), urow("Y", name=f"N{char}")])
+    assert problems_of(caught) == [(2, "code", "bad_char"), (3, "name", "bad_char")]
+
+
+def test_tab_and_line_breaks_are_not_control_characters_here() -> None:
+    [row] = validate_questions(Q_HEADER, [qrow("Câu\thỏi\r\nhai\ndòng?")])
+    assert row.text == "Câu hỏi hai dòng?"
+
+
+def test_a_flagged_cell_is_reported_with_its_reason_not_as_empty() -> None:
+    row: dict[str, str | None] = {**qrow(), "answer": FlaggedCell("=B2", "formula")}
+    blank: dict[str, str | None] = {**qrow("Hai?"), "c": FlaggedCell("", "formula")}
+    with pytest.raises(ImportRejected) as caught:
+        validate_questions(Q_HEADER, [row, blank, qrow("Ba?")])
+    assert problems_of(caught) == [(2, "answer", "formula"), (3, "c", "formula")]
+    assert caught.value.problems[0].value == "=B2"
+
+
+def test_problems_raised_while_reading_join_those_found_so_far() -> None:
+    def rows() -> Iterator[dict[str, str | None]]:
+        yield qrow("Một?", answer="z")
+        yield qrow("Hai?")
+        raise ImportRejected([ImportProblem(4, "", "cell_too_large", "131072")])
+
+    with pytest.raises(ImportRejected) as caught:
+        validate_questions(Q_HEADER, rows())
+    assert problems_of(caught) == [(2, "answer", "bad_answer"), (4, "", "cell_too_large")]
+
+
+def test_question_rows_over_the_cap_stop_the_reading() -> None:
+    read: list[int] = []
+
+    def rows() -> Iterator[dict[str, str | None]]:
+        for n in range(10_000):
+            read.append(n)
+            yield BLANK_Q if n == 1 else qrow(f"Câu {n}?")
+
+    with pytest.raises(ImportRejected) as caught:
+        validate_questions(Q_HEADER, rows(), limit=50)
+    assert problems_of(caught) == [(53, "", "too_many_questions")]
+    assert caught.value.problems[0].value == "50"
+    assert len(read) == 52  # blank lines do not count; nothing read past the first row over
+    assert len(validate_questions(Q_HEADER, [qrow(f"Câu {n}?") for n in range(50)], limit=50)) == 50
+
+
+def test_unit_rows_over_the_cap() -> None:
+    rows = [urow(f"U{n}") for n in range(6)]
+    with pytest.raises(ImportRejected) as caught:
+        validate_units(U_HEADER, rows, limit=5)
+    assert problems_of(caught) == [(7, "", "too_many_units")]
+
+
+@pytest.mark.parametrize(
+    ("count", "reason"), [("9" * 400, "bad_count"), ("100001", "count_too_large")]
+)
+def test_staff_counts_past_any_unit_are_refused(count: str, reason: str) -> None:
+    """A 400-digit count raised OverflowError; a huge one overflowed the integer column."""
+    with pytest.raises(ImportRejected) as caught:
+        validate_units(U_HEADER, [urow(staff_count=count)])
+    assert problems_of(caught) == [(2, "staff_count", reason)]
+    assert validate_units(U_HEADER, [urow(staff_count="100000")])[0].staff_count == 100_000
