@@ -336,25 +336,28 @@ class _Xml:
             raise _BadXlsx("run")
         try:
             self.parser.Parse(chunk, final)
-        except expat.ExpatError:
+        except (ImportRejected, _BadXlsx):
+            raise
+        except Exception:  # ExpatError, or a value our handlers could not read
             raise _BadXlsx("xml") from None
 
 
 def _chunks(archive: zipfile.ZipFile, name: str, budget: _Budget) -> Iterator[bytes]:
     """The part's bytes, inflated a chunk at a time through the budget."""
     try:
-        with archive.open(name) as part:
-            while True:
-                try:
-                    chunk = part.read(CHUNK)
-                except Exception:  # bad CRC, a size that lied, damaged deflate data
-                    raise _BadXlsx("inflate") from None
-                if not chunk:
-                    return
-                budget.take(len(chunk))
-                yield chunk
-    except KeyError:
-        raise _BadXlsx("missing part") from None
+        part = archive.open(name)
+    except Exception:  # missing, or a local header contradicting the directory
+        raise _BadXlsx("part") from None
+    with part:
+        while True:
+            try:
+                chunk = part.read(CHUNK)
+            except Exception:  # bad CRC, a size that lied, damaged deflate data
+                raise _BadXlsx("inflate") from None
+            if not chunk:
+                return
+            budget.take(len(chunk))
+            yield chunk
 
 
 def _parse_part(archive: zipfile.ZipFile, name: str, budget: _Budget, xml: _Xml) -> None:
@@ -540,7 +543,8 @@ class _Sheet:
             if number is None:
                 row = self.row + 1
             else:
-                row = int(number) if number.isdigit() and len(number) < 8 else 0
+                valid = number.isascii() and number.isdigit() and len(number) < 8
+                row = int(number) if valid else 0
             if row <= self.row:  # rows come in order, each once
                 raise _BadXlsx("row order")
             self.row, self.cells, self.column = row, {}, 0

@@ -293,13 +293,26 @@ def test_xml_entities_are_refused() -> None:
     [
         "<x>" * 5000 + "</x>" * 5000,  # nesting: expat keeps a stack of open elements
         '<row r="1"><c r="A1" ' + " ".join(f'a{n}="1"' for n in range(200_000)) + "/></row>",
+        GOOD_ROWS + '<row r="³"><c r="A3"><v>1</v></c></row>',  # a digit, not an ASCII one
     ],
-    ids=["deep", "huge-tag"],
+    ids=["deep", "huge-tag", "odd-row-number"],
 )
 def test_pathological_xml_is_refused(body: str) -> None:
     data = package(sheet_xml(body))
     with bounded(max_mb=20, max_seconds=5), pytest.raises(ImportRejected) as exc:
         read_questions("odd.xlsx", data)
+    assert reasons(exc) == ["bad_xlsx"]
+
+
+def test_a_local_header_contradicting_the_directory_is_a_damaged_file() -> None:
+    """Found by fuzzing: zipfile raised BadZipFile from open(), past the reader's guard."""
+    data = bytearray(package(sheet_xml(GOOD_ROWS)))
+    local = data.find(b"PK\x03\x04")
+    while data[local + 30 : local + 30 + 24] != b"xl/worksheets/sheet1.xml":
+        local = data.find(b"PK\x03\x04", local + 4)
+    data[local + 30 + 3] = ord("W")  # the directory still says "worksheets"
+    with pytest.raises(ImportRejected) as exc:
+        read_questions("q.xlsx", bytes(data))
     assert reasons(exc) == ["bad_xlsx"]
 
 
