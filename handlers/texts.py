@@ -442,7 +442,7 @@ TIME_UP = "Đã hết giờ làm bài!"
 ERRORS: dict[str, str] = {
     "consent_required": "Bạn cần đồng ý cho xử lý dữ liệu cá nhân để đăng ký dự thi.",
     "name_invalid": "Họ và tên không hợp lệ. Vui lòng nhập họ tên đầy đủ "
-    "(2–100 ký tự, có chữ cái).",
+    "(2–100 ký tự, có chữ cái, không bắt đầu bằng dấu =, +, - hoặc @).",
     "birth_date_format": "Ngày sinh chưa đúng định dạng. Vui lòng nhập theo dạng ngày/tháng/năm, "
     "ví dụ: 25/03/1990.",
     "birth_date_impossible": "Ngày sinh không tồn tại. Vui lòng kiểm tra lại ngày, tháng, năm.",
