@@ -166,13 +166,19 @@ def busy_error(error: DatabaseBusy) -> OperationalError:
     return OperationalError(None, None, error, hide_parameters=True)
 
 
-async def acquire_writer(lock: asyncio.Lock, deadline: float) -> None:
-    """Take this process's writer lock, waiting until ``deadline`` at most (the writers
-    ahead may be waiting for another process's lock); busy_error() beyond it."""
+async def acquire_writer(lock: asyncio.Lock, engine: AsyncEngine | None) -> float | None:
+    """Take this process's writer lock for a writer of ``engine``.
+
+    A free lock is taken at once, and None returned: the writer's wait, if any, begins at
+    its BEGIN IMMEDIATE, bounded there. Otherwise the writer queues until its deadline at
+    most (busy_deadline: the writers ahead may be waiting for another process's lock),
+    busy_error() beyond it, and the deadline is returned for its BEGIN IMMEDIATE.
+    """
     if not lock.locked():
-        # Free: taken at once, without the timer a bounded wait costs (~10 µs a write).
+        # No deadline, no timer on this path: a bounded wait would cost ~10 µs a write.
         await lock.acquire()
-        return
+        return None
+    deadline = busy_deadline(engine)
     loop = asyncio.get_running_loop()
     started = loop.time()
     try:
@@ -180,16 +186,14 @@ async def acquire_writer(lock: asyncio.Lock, deadline: float) -> None:
             await lock.acquire()
     except TimeoutError:
         raise busy_error(DatabaseBusy(loop.time() - started)) from None
+    return deadline
 
 
 @asynccontextmanager
 async def write_transaction(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
     """A writing transaction on a plain connection (leases, migrations)."""
     lock = writer_lock(engine)
-    deadline = busy_deadline(engine) if lock is not None else None
-    if lock is not None:
-        assert deadline is not None
-        await acquire_writer(lock, deadline)
+    deadline = None if lock is None else await acquire_writer(lock, engine)
     try:
         async with engine.connect() as conn:
             conn = await conn.execution_options(contest_write=True)

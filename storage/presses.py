@@ -37,7 +37,7 @@ from storage.db import (
     configure_sqlite_connection,
     writer_lock,
 )
-from storage.sqlite_inline import DatabaseBusy, InlineConnection, retry_busy
+from storage.sqlite_inline import DatabaseBusy, InlineConnection, is_busy, retry_busy
 
 _ATTEMPT_COLUMNS = (
     "a.id, a.person_id, a.round, a.number, a.started_at, a.deadline_at, a.status, "
@@ -257,13 +257,25 @@ class SqlitePresses:
         self._db: sqlite3.Connection | None = None
 
     async def __aenter__(self) -> SqlitePresses:
-        lock = self._factory.lock
+        factory = self._factory
+        lock = factory.lock
         assert lock is not None
-        deadline = busy_deadline(self._factory.engine)
-        await acquire_writer(lock, deadline)
+        deadline = await acquire_writer(lock, factory.engine)
         try:
-            db = await retry_busy(self._factory.sqlite_connection, deadline=deadline)
-            await retry_busy(lambda: db.execute("BEGIN IMMEDIATE"), deadline=deadline)
+            try:
+                db = factory.sqlite_connection()
+                db.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as error:
+                if not is_busy(error):
+                    raise
+                # Another process holds the write lock (or one the connection's set-up
+                # needs): wait for it without blocking the loop, up to the deadline.
+                await retry_busy(
+                    lambda: factory.sqlite_connection().execute("BEGIN IMMEDIATE"),
+                    deadline=busy_deadline(factory.engine) if deadline is None else deadline,
+                    error=error,
+                )
+                db = factory.sqlite_connection()
         except DatabaseBusy as error:
             lock.release()
             raise busy_error(error) from error

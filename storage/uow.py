@@ -15,7 +15,7 @@ from contest.ports import (
     QuestionRepository,
     UnitRepository,
 )
-from storage.db import acquire_writer, busy_deadline, is_sqlite, session_factory, writer_lock
+from storage.db import acquire_writer, is_sqlite, session_factory, writer_lock
 from storage.repositories import (
     SqlAttempts,
     SqlDrafts,
@@ -61,8 +61,7 @@ class SqlUnitOfWork:
             # order and without cost; the one in front waits for another process's lock at
             # its BEGIN IMMEDIATE, asynchronously. The whole wait is bounded: past the
             # deadline the unit of work fails with db.busy_error() (see db.writer_lock).
-            deadline = busy_deadline(self._engine)
-            await acquire_writer(self._writer_lock, deadline)
+            deadline = await acquire_writer(self._writer_lock, self._engine)
         session = self._sessions()
         self.session = session
         try:
