@@ -127,12 +127,32 @@ async def edit_quick(
         await message.chat.send_message(text, parse_mode="HTML", reply_markup=markup)
 
 
-async def answer_query(query: CallbackQuery, text: str | None = None, alert: bool = False) -> None:
+async def answer_query(
+    query: CallbackQuery,
+    text: str | None = None,
+    alert: bool = False,
+    *,
+    timeout: float | None = None,
+) -> None:
     """Acknowledge a press. It never fails the handler: what the press changed is already
     committed, and the card must still be edited (a query too old to answer, a timeout or a
-    server error only leave the button's spinner on); a short 429 is tried once more."""
+    server error only leave the button's spinner on); a short 429 is tried once more.
+    ``timeout`` bounds each try (connecting, sending and the answer)."""
     try:
-        await once_more_on_429(lambda: query.answer(text, show_alert=alert))
+        await once_more_on_429(
+            lambda: (
+                query.answer(
+                    text,
+                    show_alert=alert,
+                    read_timeout=timeout,
+                    write_timeout=timeout,
+                    connect_timeout=timeout,
+                    pool_timeout=timeout,
+                )
+                if timeout is not None
+                else query.answer(text, show_alert=alert)
+            )
+        )
     except BadRequest as exc:
         log.info("callback answer failed: %s", exc.message)
     except TelegramError as exc:
@@ -145,18 +165,22 @@ async def on_error(update: object, context: Context) -> None:
     if isinstance(error, Forbidden):
         log.info("user blocked the bot")
         return
+    apology = texts.INTERNAL_ERROR
     if isinstance(error, DBAPIError):
         # Driver messages can quote the row (asyncpg: "Key (phone)=(…) already exists"):
         # log the kind of failure only, never its details.
         code = getattr(error.orig, "sqlstate", None) or getattr(error.orig, "pgcode", None)
+        code = code or getattr(error.orig, "sqlite_errorname", None)
         log.error("update failed: %s (%s)", type(error.orig).__name__, code or "no code")
+        if code == "SQLITE_BUSY":  # another process held the database for the whole wait
+            apology = texts.error("busy")
     else:
         log.error("update failed: %s", type(error).__name__, exc_info=error)
     if isinstance(update, Update) and update.effective_chat is not None:
         try:
             if update.callback_query is not None:
-                await answer_query(update.callback_query, texts.INTERNAL_ERROR, alert=True)
+                await answer_query(update.callback_query, apology, alert=True)
             else:
-                await update.effective_chat.send_message(texts.INTERNAL_ERROR)
+                await update.effective_chat.send_message(apology)
         except TelegramError:
             log.warning("could not tell the person about the failure")

@@ -10,8 +10,11 @@ import subprocess
 import sys
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
+import pytest
 from sqlalchemy import select
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.app import runtime
@@ -21,8 +24,10 @@ from contest.services import INLINE_RESULT_GRACE
 from scheduler.lease import holder_is_dead
 from storage import leases
 from storage import models as m
+from storage.db import create_engine
 from tests.conftest import BotRunner, has, pg_engine, register_civil_servant, say
 from tests.test_e2e_exam import answer_questions, attempt_rows, engine_of, open_exam
+from tests.test_sqlite_busy import LockHolder
 
 
 async def _exam_card(bot: BotRunner, api: FakeBotApi, uid: int, phone: str) -> FakeUser:
@@ -260,3 +265,44 @@ async def test_a_live_holder_on_this_host_keeps_its_lease(
     finally:
         alive.kill()
         alive.wait()
+
+
+async def test_a_press_while_another_process_holds_the_database_too_long_says_busy(
+    fake_api: FakeBotApi, rules, clock: ManualClock, seeded: AsyncEngine, database_url: str
+):
+    """SQLite: another process keeps the write lock beyond the bot's bound; the press fails
+    with «Hệ thống đang bận» (not the generic error) and nothing is recorded; pressed
+    again afterwards, it goes through."""
+    if not database_url.startswith("sqlite"):
+        pytest.skip("SQLite's database lock; PostgreSQL locks rows")
+    path = make_url(database_url).database
+    assert path is not None
+    runner = BotRunner(
+        fake_api, rules, clock, lambda: create_engine(database_url, sqlite_busy_wait=0.5)
+    )
+    await runner.start()
+    try:
+        user = await _exam_card(runner, fake_api, 5180, "0921000080")
+        card = await user.wait_for(has("Câu 1/20"))
+        async with LockHolder(Path(path), 2.0) as holder:
+            query = await user.press("A", message_id=card.message_id)
+            answer = await user.wait_callback_answer(query, timeout=5)
+            assert answer.text is not None and "bận" in answer.text
+            await holder.released()
+        rows = await attempt_rows(engine_of(runner), 5180)
+        async with engine_of(runner).connect() as conn:
+            answered = (
+                await conn.execute(
+                    select(m.AttemptItemRow.position).where(
+                        m.AttemptItemRow.attempt_id == rows[0].id,
+                        m.AttemptItemRow.choice.is_not(None),
+                    )
+                )
+            ).all()
+        assert answered == []
+        await user.press("A", message_id=card.message_id)
+        await user.wait_for(
+            lambda msg: msg.message_id == card.message_id and "Câu 2/20" in msg.text
+        )
+    finally:
+        await runner.stop()
