@@ -144,10 +144,10 @@ async def _import(kind: str, path: Path, settings: Settings, *, replace: bool = 
         rules = load_rules(settings.config_path())
         service = ContestService(SqlUnitOfWorkFactory(engine), SystemClock(), rules)
         if kind == "questions":
-            summary = await service.import_questions(question_rows, replace=replace)
+            summary = await service.console.import_questions(question_rows, replace=replace)
             what = "câu hỏi"
         else:
-            summary = await service.import_units(unit_rows)
+            summary = await service.console.import_units(unit_rows)
             what = "đơn vị"
     except ContestError as exc:
         return fail(texts.error(exc.code, **exc.params), EXIT_REJECTED)
@@ -190,10 +190,25 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_bench(args: argparse.Namespace) -> int:
-    from bot.bench import main as bench_main
+TOOLS_GROUP = "contest_bot.tools"
+# The project's tools (the benchmark, the rehearsal sandbox) are packages of their own that
+# the product does not import: each registers its ``main(argv) -> int`` under this group.
+TOOL_HELP = {
+    "bench": "đo hiệu năng (xem bench --help)",
+}
 
-    return int(bench_main(args.bench_args))
+
+def tool(name: str) -> Any:
+    """The ``main`` of an installed tool, found by its entry point."""
+    from importlib.metadata import entry_points
+
+    for entry in entry_points(group=TOOLS_GROUP, name=name):
+        return entry.load()
+    raise SystemExit(f"Không tìm thấy công cụ “{name}”: hãy cài đặt lại dự án (pip install -e .).")
+
+
+def cmd_tool(args: argparse.Namespace) -> int:
+    return int(tool(args.command)(args.tool_args))
 
 
 def parser() -> argparse.ArgumentParser:
@@ -232,9 +247,10 @@ def parser() -> argparse.ArgumentParser:
     iu.set_defaults(func=cmd_import_units)
     mg = sub.add_parser("migrate", help="cập nhật cấu trúc cơ sở dữ liệu")
     mg.set_defaults(func=cmd_migrate)
-    bench = sub.add_parser("bench", help="đo hiệu năng (xem bench --help)", add_help=False)
-    bench.add_argument("bench_args", nargs=argparse.REMAINDER)
-    bench.set_defaults(func=cmd_bench)
+    for name, help_text in TOOL_HELP.items():
+        tool_parser = sub.add_parser(name, help=help_text, add_help=False)
+        tool_parser.add_argument("tool_args", nargs=argparse.REMAINDER)
+        tool_parser.set_defaults(func=cmd_tool)
     return p
 
 
@@ -244,9 +260,7 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["bench"]:
         # Everything after "bench" belongs to the benchmark's own parser (--quick, --only …).
         configure_logging("WARNING")
-        from bot.bench import main as bench_main
-
-        return int(bench_main(argv[1:]))
+        return int(tool("bench")(argv[1:]))
     args: Any = parser().parse_args(argv)
     configure_logging(args.log_level, raw_payloads=args.log_raw_payloads)
     if args.log_raw_payloads:

@@ -8,6 +8,32 @@ from enum import StrEnum
 from typing import NamedTuple
 
 
+class Channel(StrEnum):
+    """A messaging platform a person reaches the contest through."""
+
+    TELEGRAM = "telegram"
+    ZALO = "zalo"
+
+
+class Account(NamedTuple):
+    """A person's account on one channel: the platform's user id, as text. One person may
+    link several (explicitly, never by name or phone); the contest counts them once."""
+
+    channel: Channel
+    user_id: str
+
+    @classmethod
+    def telegram(cls, user_id: int | str) -> Account:
+        return cls(Channel.TELEGRAM, str(user_id))
+
+    @classmethod
+    def zalo(cls, user_id: int | str) -> Account:
+        return cls(Channel.ZALO, str(user_id))
+
+    def __str__(self) -> str:
+        return f"{self.channel.value}:{self.user_id}"
+
+
 class UnitKind(StrEnum):
     DEPARTMENT = "phong_ban"
     WARD = "phuong"
@@ -51,7 +77,6 @@ class Question:
 @dataclass(frozen=True)
 class Person:
     id: int
-    telegram_id: int
     full_name: str
     birth_date: date
     phone: str
@@ -61,6 +86,17 @@ class Person:
     ward_id: int | None
     consent_at: datetime
     registered_at: datetime
+    # Kept out of attempts and rankings by an organiser (a duplicate account, say), and why.
+    locked_at: datetime | None = None
+    lock_reason: str | None = None
+    # The platform said the person cannot be reached (blocked the bot): skipped by bulk
+    # sends until they write to the bot again.
+    unreachable_at: datetime | None = None
+    reminders_off: bool = False  # /nhacnho: no campaign reminders
+
+    @property
+    def locked(self) -> bool:
+        return self.locked_at is not None
 
 
 @dataclass

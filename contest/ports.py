@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 from contest.importing import QuestionRow, UnitRow
 from contest.model import (
+    Account,
     Attempt,
     AttemptItem,
     AttemptResult,
@@ -74,13 +75,13 @@ class QuestionRepository(Protocol):
 
 
 class PersonRepository(Protocol):
-    async def by_telegram(self, telegram_id: int) -> Person | None: ...
+    async def by_account(self, account: Account) -> Person | None: ...
     async def by_phone(self, phone: str) -> Person | None: ...
     async def get(self, person_id: int) -> Person | None: ...
     async def add(
         self,
         *,
-        telegram_id: int,
+        account: Account,
         full_name: str,
         birth_date: date,
         phone: str,
@@ -90,13 +91,32 @@ class PersonRepository(Protocol):
         ward_id: int | None,
         consent_at: datetime,
         registered_at: datetime,
-    ) -> Person: ...
+    ) -> Person:
+        """A new person with ``account`` linked to them."""
+        ...
+
+
+class AccountRepository(Protocol):
+    """The channel accounts of persons (one person, one or more accounts)."""
+
+    async def of_person(self, person_id: int) -> list[Account]: ...
+    async def preferred(self, person_id: int) -> Account | None:
+        """The account the person used last: where results and reminders go."""
+        ...
+
+    async def touch(self, account: Account, now: datetime) -> None:
+        """The person used this account now."""
+        ...
+
+    async def link(self, account: Account, person_id: int, now: datetime) -> None:
+        """Link one more account to a person (its use counts from now)."""
+        ...
 
 
 class DraftRepository(Protocol):
-    async def get(self, telegram_id: int) -> Draft | None: ...
-    async def save(self, telegram_id: int, draft: Draft, now: datetime) -> None: ...
-    async def delete(self, telegram_id: int) -> None: ...
+    async def get(self, account: Account) -> Draft | None: ...
+    async def save(self, account: Account, draft: Draft, now: datetime) -> None: ...
+    async def delete(self, account: Account) -> None: ...
 
 
 class AttemptRepository(Protocol):
@@ -114,8 +134,11 @@ class AttemptRepository(Protocol):
     ) -> Attempt: ...
     async def get(self, attempt_id: int, *, lock: bool = False) -> Attempt | None: ...
     async def owned(
-        self, attempt_id: int, telegram_id: int, *, lock: bool = False
-    ) -> Attempt | None: ...
+        self, attempt_id: int, account: Account, *, lock: bool = False
+    ) -> Attempt | None:
+        """The attempt, if it belongs to the person of ``account``."""
+        ...
+
     async def in_progress(self, person_id: int, round: int) -> Attempt | None: ...
     async def count_for(self, person_id: int, round: int) -> int: ...
     async def results_for(self, person_id: int, round: int) -> list[AttemptResult]: ...
@@ -165,8 +188,12 @@ class OutboxRepository(Protocol):
         owner: str,
         kinds: Sequence[str] | None = None,
     ) -> list[Notification]:
-        """Pending notifications (of ``kinds`` only, if given), oldest first. Pending rows
-        whose ``expires_at`` has passed are ended as ``expired`` instead."""
+        """Pending notifications (of ``kinds`` only, if given), oldest first."""
+        ...
+
+    async def expire(self, now: datetime) -> int:
+        """End as ``expired`` the pending, unclaimed notifications whose ``expires_at`` has
+        passed (they are never offered again); how many."""
         ...
 
     async def mark_sent(self, notification_id: int, now: datetime) -> None: ...
@@ -190,6 +217,7 @@ class UnitOfWork(Protocol):
     units: UnitRepository
     questions: QuestionRepository
     persons: PersonRepository
+    accounts: AccountRepository
     drafts: DraftRepository
     attempts: AttemptRepository
     outbox: OutboxRepository
@@ -235,9 +263,9 @@ class PressStore(AttemptFinisher, Protocol):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None: ...
-    async def owned(self, attempt_id: int, telegram_id: int) -> Attempt | None:
-        """The attempt, if it belongs to this Telegram account; its row is locked until the
-        end of the transaction. Item states may be read from just before the lock was
+    async def owned(self, attempt_id: int, account: Account) -> Attempt | None:
+        """The attempt, if it belongs to the person of ``account``; its row is locked until
+        the end of the transaction. Item states may be read from just before the lock was
         granted: ``record_answer``'s compare-and-set is what guards each answer."""
         ...
 
@@ -284,8 +312,8 @@ class UnitOfWorkPresses:
     ) -> None:
         await self._uow.__aexit__(exc_type, exc, tb)
 
-    async def owned(self, attempt_id: int, telegram_id: int) -> Attempt | None:
-        return await self._uow.attempts.owned(attempt_id, telegram_id, lock=True)
+    async def owned(self, attempt_id: int, account: Account) -> Attempt | None:
+        return await self._uow.attempts.owned(attempt_id, account, lock=True)
 
     async def answer_of(self, question_id: int) -> int | None:
         return await self._uow.questions.answer_of(question_id)

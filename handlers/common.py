@@ -15,6 +15,7 @@ from telegram.error import BadRequest, Forbidden, RetryAfter, TelegramError
 from telegram.ext import ContextTypes
 
 from contest.clock import Clock
+from contest.model import Account
 from contest.rules import ContestRules
 from contest.services import ContestService
 from handlers import texts
@@ -65,9 +66,10 @@ def deps(context: Context) -> Deps:
     return value
 
 
-def user_id(update: Update) -> int:
+def user_id(update: Update) -> Account:
+    """The Telegram account of the person behind an update."""
     assert update.effective_user is not None
-    return update.effective_user.id
+    return Account.telegram(update.effective_user.id)
 
 
 async def reply(update: Update, text: str, markup: Any = None) -> Message | None:

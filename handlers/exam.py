@@ -11,6 +11,7 @@ from telegram.error import TelegramError
 from telegram.ext import BaseHandler, CallbackQueryHandler, CommandHandler
 
 from contest.errors import ContestError
+from contest.model import Account
 from contest.services import ExamCard, ExamState
 from handlers import keyboards, texts
 from handlers.callbacks import BadCallback, parse_answer
@@ -31,7 +32,7 @@ async def exam(update: Update, context: Context) -> None:
     """/thi: what the person can do now in round 1."""
     d = deps(context)
     uid = user_id(update)
-    status = await d.service.exam_status(uid)
+    status = await d.service.exams.exam_status(uid)
     rules = status.round
     if status.state is ExamState.NOT_REGISTERED:
         await reply(update, texts.NOT_REGISTERED, keyboards.register_only())
@@ -67,7 +68,7 @@ async def _resume(update: Update, context: Context, card: ExamCard) -> None:
     text, markup = render_card(d, card)
     message = await reply(update, "▶️ Tiếp tục bài thi đang làm dở.\n\n" + text, markup)
     if message is not None:
-        await d.service.attach_message(card.attempt_id, message.chat_id, message.message_id)
+        await d.service.exams.attach_message(card.attempt_id, message.chat_id, message.message_id)
 
 
 async def exam_button(update: Update, context: Context) -> None:
@@ -85,7 +86,7 @@ async def start_attempt(update: Update, context: Context) -> None:
     d = deps(context)
     pressed = query.message
     try:
-        card = await d.service.start_attempt(
+        card = await d.service.exams.start_attempt(
             user_id(update),
             shown_in=(pressed.chat.id, pressed.message_id) if pressed is not None else None,
         )
@@ -99,7 +100,7 @@ async def start_attempt(update: Update, context: Context) -> None:
         message.chat_id,
         message.message_id,
     ):
-        await d.service.attach_message(card.attempt_id, message.chat_id, message.message_id)
+        await d.service.exams.attach_message(card.attempt_id, message.chat_id, message.message_id)
 
 
 async def answer(update: Update, context: Context) -> None:
@@ -109,7 +110,7 @@ async def answer(update: Update, context: Context) -> None:
     d = deps(context)
     try:
         press = parse_answer(query.data)
-        outcome = await d.service.answer(
+        outcome = await d.service.exams.answer(
             user_id(update), press.attempt_id, press.position, press.choice
         )
     except BadCallback:
@@ -133,7 +134,7 @@ async def answer(update: Update, context: Context) -> None:
         )
         await edit_quick(query, texts.attempt_done(outcome.summary, expired=outcome.expired))
         # Shown: the outbox, which holds the result in case this reply never came, can rest.
-        await d.service.result_shown(outcome.summary.result.attempt_id)
+        await d.service.exams.result_shown(outcome.summary.result.attempt_id)
         return
     assert outcome.next_card is not None
     await answer_query(query, timeout=ACK_TIMEOUT)
@@ -141,11 +142,11 @@ async def answer(update: Update, context: Context) -> None:
     await edit_quick(query, text, markup)
 
 
-async def _redraw(query: CallbackQuery, d: Deps, uid: int, attempt_id: int) -> None:
+async def _redraw(query: CallbackQuery, d: Deps, uid: Account, attempt_id: int) -> None:
     """A press on a card that fell behind (its last edit was lost): show where the attempt
     really is, so the person can go on."""
     try:
-        card = await d.service.current_card(uid, attempt_id)
+        card = await d.service.exams.current_card(uid, attempt_id)
     except ContestError:
         return
     message = query.message

@@ -21,7 +21,7 @@ async def start(update: Update, context: Context) -> None:
     d = deps(context)
     user = update.effective_user
     assert user is not None
-    profile = await d.service.profile(user.id)
+    profile = await d.service.registration.profile(user_id(update))
     payload = context.args[0].lower() if context.args else ""
     await reply(
         update,
@@ -56,7 +56,7 @@ async def info_button(update: Update, context: Context) -> None:
 
 async def profile(update: Update, context: Context) -> None:
     """/hoso: the person's registration."""
-    found = await deps(context).service.profile(user_id(update))
+    found = await deps(context).service.registration.profile(user_id(update))
     if found is None:
         await reply(update, texts.NOT_REGISTERED, keyboards.register_only())
         return
@@ -67,7 +67,7 @@ async def results(update: Update, context: Context) -> None:
     """/ketqua: each attempt and the one that counts."""
     d = deps(context)
     try:
-        view = await d.service.results(user_id(update))
+        view = await d.service.results.person_results(user_id(update))
     except ContestError as exc:
         await reply(update, texts.error(exc.code, **exc.params), keyboards.register_only())
         return

@@ -13,7 +13,7 @@ from typing import Any
 from telegram import Bot
 from telegram.error import BadRequest, RetryAfter
 
-from contest.model import AttemptStatus
+from contest.model import Account, AttemptStatus, Channel
 from contest.services import AttemptSummary, Warning_
 from handlers import texts
 from scheduler.throttle import SendThrottle
@@ -21,6 +21,17 @@ from scheduler.throttle import SendThrottle
 log = logging.getLogger(__name__)
 
 RETRIES = 3
+
+
+class NotOnTelegram(Exception):
+    """The person has no Telegram account to send to (they use another channel)."""
+
+
+def telegram_chat(account: Account | None) -> int:
+    """The private chat of a Telegram account (its user id)."""
+    if account is None or account.channel is not Channel.TELEGRAM:
+        raise NotOnTelegram(str(account))
+    return int(account.user_id)
 
 
 class TelegramNotifier:
@@ -52,7 +63,7 @@ class TelegramNotifier:
 
     async def attempt_finished(self, summary: AttemptSummary) -> None:
         """The deadline closed an attempt: retire its card, then send the result."""
-        chat_id = summary.chat_id or summary.telegram_id
+        chat_id = summary.chat_id or telegram_chat(summary.account)
         if summary.chat_id is not None and summary.message_id is not None:
             message_id = summary.message_id
             try:
@@ -83,7 +94,7 @@ class TelegramNotifier:
         )
 
     async def warning(self, warning: Warning_) -> None:
-        chat_id = warning.chat_id or warning.telegram_id
+        chat_id = warning.chat_id or telegram_chat(warning.account)
         await self._send(
             chat_id,
             lambda: self._call(

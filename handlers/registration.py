@@ -8,7 +8,7 @@ from telegram import Update
 from telegram.ext import BaseHandler, CallbackQueryHandler, CommandHandler, MessageHandler, filters
 
 from contest.errors import ContestError
-from contest.model import Group, Position, UnitKind
+from contest.model import Account, Group, Position, UnitKind
 from contest.registration import Step
 from contest.services import ExamState, RegistrationView
 from handlers import keyboards, texts
@@ -55,7 +55,7 @@ async def send_prompt(update: Update, view: RegistrationView) -> None:
 async def start_registration(update: Update, context: Context) -> None:
     """/dangky: begin or resume registration."""
     try:
-        view = await deps(context).service.begin_registration(user_id(update))
+        view = await deps(context).service.registration.begin_registration(user_id(update))
     except ContestError as exc:
         await reply(update, texts.error(exc.code, **exc.params))
         return
@@ -68,22 +68,22 @@ async def on_text(update: Update, context: Context) -> None:
     d = deps(context)
     uid = user_id(update)
     try:
-        view = await d.service.registration_text(uid, update.message.text)
+        view = await d.service.registration.registration_text(uid, update.message.text)
     except ContestError as exc:
         if exc.code == "no_registration":
             await reply(update, await _outside_registration_hint(uid, context))
             return
         await reply(update, texts.error(exc.code, **exc.params))
         if exc.code in ("use_buttons", "use_phone_button"):
-            current = await d.service.registration(uid)
+            current = await d.service.registration.draft_view(uid)
             if current is not None:
                 await send_prompt(update, current)
         return
     await send_prompt(update, view)
 
 
-async def _outside_registration_hint(uid: int, context: Context) -> str:
-    status = await deps(context).service.exam_status(uid)
+async def _outside_registration_hint(uid: Account, context: Context) -> str:
+    status = await deps(context).service.exams.exam_status(uid)
     if status.state is ExamState.IN_PROGRESS:
         return texts.USE_ANSWER_BUTTONS
     if status.state is ExamState.NOT_REGISTERED:
@@ -98,14 +98,14 @@ async def on_contact(update: Update, context: Context) -> None:
     contact = message.contact
     service = deps(context).service
     try:
-        view = await service.register_input(
+        view = await service.registration.register_input(
             user_id(update), Step.PHONE, (contact.phone_number, contact.user_id)
         )
     except ContestError as exc:
         await reply(update, texts.error(exc.code, **exc.params))
         if exc.code == "no_registration":
             return
-        current = await service.registration(user_id(update))
+        current = await service.registration.draft_view(user_id(update))
         if current is not None and current.draft.step is Step.PHONE:
             await send_prompt(update, current)
         return
@@ -123,13 +123,13 @@ async def on_button(update: Update, context: Context) -> None:
         action, argument = parse_reg(query.data)
         if action == "page":
             page_text, _, search = argument.partition("|")
-            view = await service.unit_page(uid, parse_int(page_text), search or None)
+            view = await service.registration.unit_page(uid, parse_int(page_text), search or None)
             await answer_query(query)
             text, markup = prompt(view)
             await edit(query, text, markup)  # type: ignore[arg-type]
             return
         if action == "confirm":
-            person = await service.confirm_registration(uid)
+            person = await service.registration.confirm_registration(uid)
             await answer_query(query)
             await edit(query, texts.registered(person.full_name, deps(context).rules.round1))
             return
@@ -150,25 +150,27 @@ async def on_button(update: Update, context: Context) -> None:
     await send_prompt(update, view)
 
 
-async def _apply_button(uid: int, action: str, argument: str, context: Context) -> RegistrationView:
-    service = deps(context).service
+async def _apply_button(
+    uid: Account, action: str, argument: str, context: Context
+) -> RegistrationView:
+    registration = deps(context).service.registration
     try:
         if action == "consent":
-            return await service.register_input(uid, Step.CONSENT, True)
+            return await registration.register_input(uid, Step.CONSENT, True)
         if action == "group":
-            return await service.register_input(uid, Step.GROUP, Group(argument))
+            return await registration.register_input(uid, Step.GROUP, Group(argument))
         if action == "kind":
-            return await service.register_input(uid, Step.UNIT_KIND, UnitKind(argument))
+            return await registration.register_input(uid, Step.UNIT_KIND, UnitKind(argument))
         if action == "unit":
-            return await service.register_input(uid, Step.UNIT, parse_int(argument))
+            return await registration.register_input(uid, Step.UNIT, parse_int(argument))
         if action == "ward":
-            return await service.register_input(uid, Step.WARD, parse_int(argument))
+            return await registration.register_input(uid, Step.WARD, parse_int(argument))
         if action == "pos":
-            return await service.register_input(uid, Step.POSITION, Position(argument))
+            return await registration.register_input(uid, Step.POSITION, Position(argument))
         if action == "back":
-            return await service.unit_kind_again(uid)
+            return await registration.unit_kind_again(uid)
         if action == "edit":
-            return await service.edit_field(uid, argument)
+            return await registration.edit_field(uid, argument)
     except ValueError as exc:
         if isinstance(exc, BadCallback):
             raise

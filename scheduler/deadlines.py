@@ -152,7 +152,7 @@ class DeadlineScheduler:
 
     async def rearm(self) -> int:
         """Arm a timer for every attempt still open in the database."""
-        open_attempts = await self.service.open_deadlines()
+        open_attempts = await self.service.exams.open_deadlines()
         for attempt_id, deadline_at in open_attempts:
             self.arm(attempt_id, deadline_at)
         log.info("re-armed %d open attempts", len(open_attempts))
@@ -163,11 +163,11 @@ class DeadlineScheduler:
         assert job is not None and isinstance(job.data, int)
         attempt_id = job.data
         self._jobs.pop(attempt_id, None)
-        if await self.service.close_if_expired(attempt_id):
+        if await self.service.exams.close_if_expired(attempt_id):
             self.kick()  # elsewhere the lease holder sends the result within a second
             return
         # Still open: the clock has not reached the deadline yet (it was moved).
-        deadline_at = await self.service.open_deadline(attempt_id)
+        deadline_at = await self.service.exams.open_deadline(attempt_id)
         if deadline_at is not None:
             self.arm(attempt_id, deadline_at)
 
@@ -184,8 +184,8 @@ class DeadlineScheduler:
             return
         if fresh:
             await self.rearm()
-        await self.service.due_warnings()  # queued in the outbox, sent by deliver()
-        closed = await self.service.close_expired()
+        await self.service.exams.due_warnings()  # queued in the outbox, sent by deliver()
+        closed = await self.service.exams.close_expired()
         for attempt_id in closed:
             self.disarm(attempt_id)
         self.kick()
@@ -214,7 +214,7 @@ class DeadlineScheduler:
                             break
                     renew = True
                     want = DELIVERY_CONCURRENCY - len(inflight)
-                    batch = await self.service.claim_notifications(self.owner, want)
+                    batch = await self.service.outbox.claim(self.owner, want)
                     for note in batch:
                         if note.id not in inflight:
                             inflight[note.id] = asyncio.create_task(self._deliver_one(note))
@@ -269,35 +269,35 @@ class DeadlineScheduler:
         try:
             said = False
             if note.kind == RESULT_NOTIFICATION:
-                summary = await self.service.attempt_summary(int(note.payload["attempt_id"]))
+                summary = await self.service.exams.attempt_summary(int(note.payload["attempt_id"]))
                 if summary is not None:
                     await self.notifier.attempt_finished(summary)
                     said = True
             elif note.kind == WARNING_NOTIFICATION:
-                warning = await self.service.warning_for(int(note.payload["attempt_id"]))
+                warning = await self.service.exams.warning_for(int(note.payload["attempt_id"]))
                 if warning is not None:  # else the attempt ended first: nothing to say
                     await self.notifier.warning(warning)
                     said = True
             else:
                 log.error("notification %s of unknown kind %r", note.id, note.kind)
             if said:
-                await self.service.notification_sent(note.id)
+                await self.service.outbox.sent(note.id)
                 return 1
-            await self.service.notification_ended(note.id, "skipped")
+            await self.service.outbox.ended(note.id, "skipped")
             return 0
         except Forbidden as exc:
             # Blocked by the person, or deactivated: sending again would fail again.
             log.info("notification %s: the person cannot be reached", note.id)
-            await self.service.notification_ended(note.id, "blocked", exc.message)
+            await self.service.outbox.ended(note.id, "blocked", exc.message)
         except (BadRequest, ChatMigrated) as exc:
             # A final refusal of this request ("chat not found" among them).
             outcome = "blocked" if "chat not found" in str(exc).lower() else "refused"
             log.warning("notification %s refused by Telegram: %s", note.id, type(exc).__name__)
-            await self.service.notification_ended(note.id, outcome, str(exc))
+            await self.service.outbox.ended(note.id, outcome, str(exc))
         except Exception as exc:  # network trouble, 5xx, 429 after retries, or a bug
             # Only the kind and Telegram's own words: a transport error can quote the URL.
             detail = f": {exc.message}" if isinstance(exc, TelegramError) else ""
-            when = await self.service.notification_retry(note, type(exc).__name__ + detail)
+            when = await self.service.outbox.retry(note, type(exc).__name__ + detail)
             log.warning(
                 "notification %s failed (try %d): %s; next try at %s",
                 note.id,

@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -190,19 +190,43 @@ async def acquire_writer(lock: asyncio.Lock, engine: AsyncEngine | None) -> floa
 
 
 @asynccontextmanager
-async def write_transaction(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
-    """A writing transaction on a plain connection (leases, migrations)."""
+async def write_transaction(
+    engine: AsyncEngine, *, foreign_keys: bool = True
+) -> AsyncIterator[AsyncConnection]:
+    """A writing transaction on a plain connection (leases, migrations).
+
+    ``foreign_keys=False`` (migrations): on SQLite, foreign keys are off for the
+    transaction, which may then rebuild a table that others refer to (SQLite alters a table
+    by copying it); every key is checked before the commit instead."""
     lock = writer_lock(engine)
     deadline = None if lock is None else await acquire_writer(lock, engine)
     try:
         async with engine.connect() as conn:
             conn = await conn.execution_options(contest_write=True)
-            # BEGIN IMMEDIATE waits (asynchronously) for another process's write lock until
-            # the deadline; what runs inside holds the lock and needs no such wait.
-            with waiting_until(deadline):
-                await conn.begin()
-            yield conn
-            await conn.commit()
+            driver: Any = None
+            if not foreign_keys and is_sqlite(engine):
+                # Outside a transaction: SQLite ignores this pragma inside one.
+                driver = (await conn.get_raw_connection()).driver_connection
+                await driver.execute("PRAGMA foreign_keys=OFF")
+            try:
+                # BEGIN IMMEDIATE waits (asynchronously) for another process's write lock
+                # until the deadline; what runs inside holds the lock and needs no such wait.
+                with waiting_until(deadline):
+                    await conn.begin()
+                yield conn
+                if driver is not None:
+                    broken = (await conn.exec_driver_sql("PRAGMA foreign_key_check")).all()
+                    if broken:
+                        raise IntegrityError(
+                            "PRAGMA foreign_key_check", None, Exception(f"{len(broken)} rows")
+                        )
+                await conn.commit()
+            except BaseException:
+                if driver is not None:
+                    await conn.invalidate()  # never back to the pool with foreign keys off
+                raise
+            if driver is not None:
+                await driver.execute("PRAGMA foreign_keys=ON")
     finally:
         if lock is not None:
             lock.release()

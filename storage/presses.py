@@ -28,7 +28,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.util import greenlet_spawn
 
-from contest.model import Attempt, AttemptItem, AttemptResult, AttemptStatus
+from contest.model import Account, Attempt, AttemptItem, AttemptResult, AttemptStatus
 from storage.db import (
     PG_POOL_SIZE,
     acquire_writer,
@@ -44,8 +44,8 @@ _ATTEMPT_COLUMNS = (
     "a.finished_at, a.correct_count, a.duration_seconds, a.warned, a.chat_id, a.message_id"
 )
 OWNED = (
-    f"SELECT {_ATTEMPT_COLUMNS} FROM attempts a JOIN persons p ON p.id = a.person_id "
-    "WHERE a.id = :attempt_id AND p.telegram_id = :telegram_id"
+    f"SELECT {_ATTEMPT_COLUMNS} FROM attempts a JOIN accounts c ON c.person_id = a.person_id "
+    "WHERE a.id = :attempt_id AND c.channel = :channel AND c.external_id = :external_id"
 )
 ITEMS = (
     "SELECT position, question_id, option_order, choice, correct, answered_at "
@@ -142,6 +142,14 @@ def _finish_params(
         "finished_at": finished_at,
         "correct": correct,
         "duration": duration,
+    }
+
+
+def _owner_params(attempt_id: int, account: Account) -> dict[str, Any]:
+    return {
+        "attempt_id": attempt_id,
+        "channel": account.channel.value,
+        "external_id": account.user_id,
     }
 
 
@@ -310,9 +318,9 @@ class SqlitePresses:
             raise RuntimeError("the press transaction is over")
         return self._db
 
-    async def owned(self, attempt_id: int, telegram_id: int) -> Attempt | None:
+    async def owned(self, attempt_id: int, account: Account) -> Attempt | None:
         db = self._live()
-        row = db.execute(OWNED, {"attempt_id": attempt_id, "telegram_id": telegram_id}).fetchone()
+        row = db.execute(OWNED, _owner_params(attempt_id, account)).fetchone()
         if row is None:
             return None
         rows = db.execute(ITEMS, {"attempt_id": attempt_id}).fetchall()
@@ -390,10 +398,10 @@ class _Numbered:
 _PG_OWNED = _Numbered(
     f"SELECT {_ATTEMPT_COLUMNS}, i.position, i.question_id, i.option_order, i.choice, "
     "i.correct, i.answered_at, q.answer "
-    "FROM attempts a JOIN persons p ON p.id = a.person_id "
+    "FROM attempts a JOIN accounts c ON c.person_id = a.person_id "
     "LEFT JOIN attempt_items i ON i.attempt_id = a.id "
     "LEFT JOIN questions q ON q.id = i.question_id "
-    "WHERE a.id = :attempt_id AND p.telegram_id = :telegram_id "
+    "WHERE a.id = :attempt_id AND c.channel = :channel AND c.external_id = :external_id "
     "ORDER BY i.position FOR UPDATE OF a"
 )
 _PG_ANSWER_OF = _Numbered(ANSWER_OF)
@@ -475,9 +483,9 @@ class PostgresPresses:
             raise RuntimeError("the press transaction is over")
         return self._conn
 
-    async def owned(self, attempt_id: int, telegram_id: int) -> Attempt | None:
+    async def owned(self, attempt_id: int, account: Account) -> Attempt | None:
         conn = self._live()
-        params = {"attempt_id": attempt_id, "telegram_id": telegram_id}
+        params = _owner_params(attempt_id, account)
         rows = await conn.fetch(_PG_OWNED.sql, *_PG_OWNED.args(params))
         if not rows:
             return None

@@ -18,10 +18,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from contest import importing
 from contest.errors import Conflict
 from contest.model import (
+    Account,
     Attempt,
     AttemptItem,
     AttemptResult,
     AttemptStatus,
+    Channel,
     Group,
     Person,
     Position,
@@ -55,7 +57,6 @@ def to_person(row: Any) -> Person:
     """A person from a ``PersonRow`` or a Core row of the persons table."""
     return Person(
         id=row.id,
-        telegram_id=row.telegram_id,
         full_name=row.full_name,
         birth_date=row.birth_date,
         phone=row.phone,
@@ -65,6 +66,10 @@ def to_person(row: Any) -> Person:
         ward_id=row.ward_id,
         consent_at=row.consent_at,
         registered_at=row.registered_at,
+        locked_at=row.locked_at,
+        lock_reason=row.lock_reason,
+        unreachable_at=row.unreachable_at,
+        reminders_off=bool(row.reminders_off),
     )
 
 
@@ -205,9 +210,10 @@ class SqlQuestions(SqlRepository):
 
 
 class SqlPersons(SqlRepository):
-    async def by_telegram(self, telegram_id: int) -> Person | None:
+    async def by_account(self, account: Account) -> Person | None:
         conn = await self._connection()
-        row = (await conn.execute(_PERSON_BY_TELEGRAM, {"telegram_id": telegram_id})).first()
+        params = {"channel": account.channel.value, "external_id": account.user_id}
+        row = (await conn.execute(_PERSON_BY_ACCOUNT, params)).first()
         return to_person(row) if row else None
 
     async def by_phone(self, phone: str) -> Person | None:
@@ -222,7 +228,7 @@ class SqlPersons(SqlRepository):
     async def add(
         self,
         *,
-        telegram_id: int,
+        account: Account,
         full_name: str,
         birth_date: date,
         phone: str,
@@ -234,7 +240,6 @@ class SqlPersons(SqlRepository):
         registered_at: datetime,
     ) -> Person:
         row = m.PersonRow(
-            telegram_id=telegram_id,
             full_name=full_name,
             birth_date=birth_date,
             phone=phone,
@@ -244,28 +249,96 @@ class SqlPersons(SqlRepository):
             ward_id=ward_id,
             consent_at=consent_at,
             registered_at=registered_at,
+            reminders_off=False,
         )
         self.session.add(row)
+        await self.session.flush()
+        self.session.add(
+            m.AccountRow(
+                channel=account.channel.value,
+                external_id=account.user_id,
+                person_id=row.id,
+                linked_at=registered_at,
+                last_used_at=registered_at,
+            )
+        )
         await self.session.flush()
         return to_person(row)
 
 
+ACCOUNTS = cast(Table, m.AccountRow.__table__)
+
+
+def to_account(row: Any) -> Account:
+    return Account(Channel(row.channel), row.external_id)
+
+
+class SqlAccounts(SqlRepository):
+    async def of_person(self, person_id: int) -> list[Account]:
+        conn = await self._connection()
+        rows = await conn.execute(
+            select(ACCOUNTS.c.channel, ACCOUNTS.c.external_id)
+            .where(ACCOUNTS.c.person_id == person_id)
+            .order_by(ACCOUNTS.c.id)
+        )
+        return [to_account(r) for r in rows]
+
+    async def preferred(self, person_id: int) -> Account | None:
+        conn = await self._connection()
+        row = (await conn.execute(_PREFERRED_ACCOUNT, {"person_id": person_id})).first()
+        return to_account(row) if row else None
+
+    async def touch(self, account: Account, now: datetime) -> None:
+        conn = await self._connection()
+        await conn.execute(
+            update(ACCOUNTS)
+            .where(
+                ACCOUNTS.c.channel == account.channel.value,
+                ACCOUNTS.c.external_id == account.user_id,
+                ACCOUNTS.c.last_used_at < now,
+            )
+            .values(last_used_at=now)
+        )
+
+    async def link(self, account: Account, person_id: int, now: datetime) -> None:
+        conn = await self._connection()
+        try:
+            await conn.execute(
+                insert(ACCOUNTS).values(
+                    channel=account.channel.value,
+                    external_id=account.user_id,
+                    person_id=person_id,
+                    linked_at=now,
+                    last_used_at=now,
+                )
+            )
+        except IntegrityError as exc:
+            raise Conflict("account already linked") from exc
+
+
 class SqlDrafts(SqlRepository):
-    async def get(self, telegram_id: int) -> Draft | None:
-        row = await self.session.get(m.DraftRow, telegram_id)
+    @staticmethod
+    def _key(account: Account) -> tuple[str, str]:
+        return (account.channel.value, account.user_id)
+
+    async def get(self, account: Account) -> Draft | None:
+        row = await self.session.get(m.DraftRow, self._key(account))
         return Draft.from_dict(json.loads(row.data)) if row else None
 
-    async def save(self, telegram_id: int, draft: Draft, now: datetime) -> None:
+    async def save(self, account: Account, draft: Draft, now: datetime) -> None:
         data = json.dumps(draft.to_dict(), ensure_ascii=False)
-        row = await self.session.get(m.DraftRow, telegram_id)
+        row = await self.session.get(m.DraftRow, self._key(account))
         if row is None:
-            self.session.add(m.DraftRow(telegram_id=telegram_id, data=data, updated_at=now))
+            channel, external_id = self._key(account)
+            self.session.add(
+                m.DraftRow(channel=channel, external_id=external_id, data=data, updated_at=now)
+            )
         else:
             row.data, row.updated_at = data, now
         await self.session.flush()
 
-    async def delete(self, telegram_id: int) -> None:
-        row = await self.session.get(m.DraftRow, telegram_id)
+    async def delete(self, account: Account) -> None:
+        row = await self.session.get(m.DraftRow, self._key(account))
         if row is not None:
             await self.session.delete(row)
             await self.session.flush()
@@ -314,10 +387,11 @@ _ANSWER_OF = select(m.QuestionRow.__table__.c.answer).where(
 _GET_ATTEMPT = select(ATTEMPTS).where(ATTEMPTS.c.id == bindparam("attempt_id"))
 _OWNED_ATTEMPT = (
     select(ATTEMPTS)
-    .join(PERSONS, PERSONS.c.id == ATTEMPTS.c.person_id)
+    .join(ACCOUNTS, ACCOUNTS.c.person_id == ATTEMPTS.c.person_id)
     .where(
         ATTEMPTS.c.id == bindparam("attempt_id"),
-        PERSONS.c.telegram_id == bindparam("telegram_id"),
+        ACCOUNTS.c.channel == bindparam("channel"),
+        ACCOUNTS.c.external_id == bindparam("external_id"),
     )
 )
 _ITEMS = (
@@ -349,7 +423,20 @@ _COUNT_FOR = select(func.count()).where(
 )
 _CREATE_ATTEMPT = insert(ATTEMPTS).returning(ATTEMPTS.c.id)
 _CREATE_ITEM = insert(ITEMS_TABLE)
-_PERSON_BY_TELEGRAM = select(PERSONS).where(PERSONS.c.telegram_id == bindparam("telegram_id"))
+_PERSON_BY_ACCOUNT = (
+    select(PERSONS)
+    .join(ACCOUNTS, ACCOUNTS.c.person_id == PERSONS.c.id)
+    .where(
+        ACCOUNTS.c.channel == bindparam("channel"),
+        ACCOUNTS.c.external_id == bindparam("external_id"),
+    )
+)
+_PREFERRED_ACCOUNT = (
+    select(ACCOUNTS.c.channel, ACCOUNTS.c.external_id)
+    .where(ACCOUNTS.c.person_id == bindparam("person_id"))
+    .order_by(ACCOUNTS.c.last_used_at.desc(), ACCOUNTS.c.id.desc())
+    .limit(1)
+)
 _PERSON_BY_ID = select(PERSONS).where(PERSONS.c.id == bindparam("person_id"))
 # Summaries and notifications.
 _RESULTS_FOR = select(*_RESULT_COLUMNS).where(
@@ -459,7 +546,7 @@ class SqlAttempts(SqlRepository):
     # The answer path runs these on every press: statements built once (module level, with
     # bind parameters) and run as plain Core on the session's connection.
 
-    async def _fetch(self, stmt: Any, params: dict[str, int]) -> Attempt | None:
+    async def _fetch(self, stmt: Any, params: dict[str, Any]) -> Attempt | None:
         """The attempt's row, then its items (two small queries beat one joined query that
         repeats and converts the attempt's columns on every item row)."""
         conn = await self._connection()
@@ -485,10 +572,15 @@ class SqlAttempts(SqlRepository):
         return await self._fetch(stmt, {"attempt_id": attempt_id})
 
     async def owned(
-        self, attempt_id: int, telegram_id: int, *, lock: bool = False
+        self, attempt_id: int, account: Account, *, lock: bool = False
     ) -> Attempt | None:
         stmt = _OWNED_ATTEMPT_LOCKED if lock else _OWNED_ATTEMPT
-        return await self._fetch(stmt, {"attempt_id": attempt_id, "telegram_id": telegram_id})
+        params = {
+            "attempt_id": attempt_id,
+            "channel": account.channel.value,
+            "external_id": account.user_id,
+        }
+        return await self._fetch(stmt, params)
 
     async def in_progress(self, person_id: int, round: int) -> Attempt | None:
         conn = await self._connection()
@@ -659,12 +751,6 @@ class SqlOutbox(SqlRepository):
         owner: str,
         kinds: Sequence[str] | None = None,
     ) -> list[Notification]:
-        # What is no longer meaningful ends here, unsent (and is never offered).
-        await self.session.execute(
-            update(m.OutboxRow)
-            .where(self._claimable(now), m.OutboxRow.expires_at < now)
-            .values(sent_at=now, outcome="expired")
-        )
         pending = select(m.OutboxRow).where(self._claimable(now))
         if kinds is not None:
             pending = pending.where(m.OutboxRow.kind.in_(list(kinds)))
@@ -695,6 +781,14 @@ class SqlOutbox(SqlRepository):
                     )
                 )
         return claimed
+
+    async def expire(self, now: datetime) -> int:
+        result = await self.session.execute(
+            update(m.OutboxRow)
+            .where(self._claimable(now), m.OutboxRow.expires_at < now)
+            .values(sent_at=now, outcome="expired")
+        )
+        return _rowcount(result)
 
     async def mark_sent(self, notification_id: int, now: datetime) -> None:
         conn = await self._connection()

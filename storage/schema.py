@@ -86,7 +86,7 @@ async def migrate(engine: AsyncEngine) -> None:
             raise DatabaseReadOnly(root_cause(exc), _sqlite_path(engine)) from exc
         raise DatabaseUnavailable(root_cause(exc)) from exc
     try:
-        async with write_transaction(engine) as connection:
+        async with write_transaction(engine, foreign_keys=False) as connection:
             await connection.run_sync(_upgrade)
             # Nothing to migrate writes nothing: write one row back as it is, so that a
             # read-only database is found now.

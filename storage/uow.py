@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 from types import TracebackType
+from typing import ClassVar
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from contest.ports import (
+    AccountRepository,
     AttemptRepository,
     DraftRepository,
     OutboxRepository,
@@ -17,6 +19,7 @@ from contest.ports import (
 )
 from storage.db import acquire_writer, is_sqlite, session_factory, writer_lock
 from storage.repositories import (
+    SqlAccounts,
     SqlAttempts,
     SqlDrafts,
     SqlOutbox,
@@ -34,9 +37,21 @@ class SqlUnitOfWork:
     units: UnitRepository
     questions: QuestionRepository
     persons: PersonRepository
+    accounts: AccountRepository
     drafts: DraftRepository
     attempts: AttemptRepository
     outbox: OutboxRepository
+
+    # Every repository of a unit of work, by attribute name (one instance per transaction).
+    REPOSITORIES: ClassVar[dict[str, type[SqlRepository]]] = {
+        "units": SqlUnits,
+        "questions": SqlQuestions,
+        "persons": SqlPersons,
+        "accounts": SqlAccounts,
+        "drafts": SqlDrafts,
+        "attempts": SqlAttempts,
+        "outbox": SqlOutbox,
+    }
 
     def __init__(
         self,
@@ -72,23 +87,10 @@ class SqlUnitOfWork:
         except BaseException:
             await self._close()
             raise
-        repositories = (
-            SqlUnits(session),
-            SqlQuestions(session),
-            SqlPersons(session),
-            SqlDrafts(session),
-            SqlAttempts(session),
-            SqlOutbox(session),
-        )
+        repositories = tuple(factory(session) for factory in self.REPOSITORIES.values())
         self._repositories: tuple[SqlRepository, ...] = repositories
-        (
-            self.units,
-            self.questions,
-            self.persons,
-            self.drafts,
-            self.attempts,
-            self.outbox,
-        ) = repositories
+        for name, repository in zip(self.REPOSITORIES, repositories, strict=True):
+            setattr(self, name, repository)
         return self
 
     async def __aexit__(

@@ -21,12 +21,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.app import build_application, runtime, start, stop
 from bot.config import load_rules
-from bot.fake_api import FakeBotApi, FakeMessage, FakeUser
 from bot.settings import Settings
 from contest.clock import ManualClock
 from contest.importing import validate_questions, validate_units
 from contest.rules import LOCAL_TZ, ContestRules
 from contest.services import ContestService
+from fakes.telegram import FakeBotApi, FakeMessage, FakeUser
 from storage.db import create_engine
 from storage.files import read_table
 from storage.schema import migrate
@@ -100,9 +100,9 @@ async def seed(engine: AsyncEngine, rules: ContestRules, clock: ManualClock) -> 
     """Import the shipped sample question bank and units."""
     service = ContestService(SqlUnitOfWorkFactory(engine), clock, rules)
     header, rows = read_table(SAMPLES / "questions.csv")
-    await service.import_questions(validate_questions(header, rows))
+    await service.console.import_questions(validate_questions(header, rows))
     header, rows = read_table(SAMPLES / "units.csv")
-    await service.import_units(validate_units(header, rows))
+    await service.console.import_units(validate_units(header, rows))
 
 
 @pytest.fixture

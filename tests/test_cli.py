@@ -21,8 +21,8 @@ import pytest
 from openpyxl import Workbook
 from sqlalchemy import text
 
-from bot.fake_api import FakeBotApi
 from contest.importing import validate_questions
+from fakes.telegram import FakeBotApi
 from storage.db import create_engine
 from storage.files import read_table
 from storage.schema import DatabaseReadOnly, migrate

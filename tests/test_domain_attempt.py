@@ -27,6 +27,7 @@ from contest.clock import ManualClock
 from contest.errors import Conflict, ContestError
 from contest.importing import QuestionRow, UnitRow
 from contest.model import (
+    Account,
     Attempt,
     AttemptItem,
     AttemptResult,
@@ -39,6 +40,7 @@ from contest.model import (
     UnitKind,
 )
 from contest.ports import (
+    AccountRepository,
     AttemptRepository,
     DraftRepository,
     ImportSummary,
@@ -105,7 +107,8 @@ class Database:
         self.questions: dict[int, Question] = {}
         self.withdrawn: dict[int, bool] = {}  # inactive questions (a dict, for the undo log)
         self.persons: dict[int, Person] = {}
-        self.drafts: dict[int, str] = {}  # telegram id -> JSON, like a JSON column
+        self.accounts: dict[Account, tuple[int, datetime]] = {}  # -> (person, last used)
+        self.drafts: dict[Account, str] = {}  # -> JSON, like a JSON column
         self.attempts: dict[int, Attempt] = {}
         self.outbox: dict[int, OutboxRow] = {}
         # Distinct id ranges make a person id passed as an attempt id fail loudly.
@@ -221,9 +224,10 @@ class FakeQuestions(_Repo):
 
 
 class FakePersons(_Repo):
-    async def by_telegram(self, telegram_id: int) -> Person | None:
+    async def by_account(self, account: Account) -> Person | None:
         await _yield()
-        return next((p for p in self.db.persons.values() if p.telegram_id == telegram_id), None)
+        linked = self.db.accounts.get(account)
+        return self.db.persons.get(linked[0]) if linked is not None else None
 
     async def by_phone(self, phone: str) -> Person | None:
         await _yield()
@@ -236,7 +240,7 @@ class FakePersons(_Repo):
     async def add(
         self,
         *,
-        telegram_id: int,
+        account: Account,
         full_name: str,
         birth_date: date,
         phone: str,
@@ -248,14 +252,16 @@ class FakePersons(_Repo):
         registered_at: datetime,
     ) -> Person:
         await _yield()
-        for other in self.db.persons.values():
-            if other.telegram_id == telegram_id or other.phone == phone:
-                raise UniqueViolation("persons")
+        if account in self.db.accounts:
+            raise UniqueViolation("accounts")
+        if any(other.phone == phone for other in self.db.persons.values()):
+            raise UniqueViolation("persons")
         person_id = next(self.db.person_ids)
         self.uow.writing(self.db.persons, person_id)
+        self.uow.writing(self.db.accounts, account)
+        self.db.accounts[account] = (person_id, registered_at)
         person = Person(
             person_id,
-            telegram_id,
             full_name,
             birth_date,
             phone,
@@ -270,21 +276,46 @@ class FakePersons(_Repo):
         return person
 
 
-class FakeDrafts(_Repo):
-    async def get(self, telegram_id: int) -> Draft | None:
+class FakeAccounts(_Repo):
+    async def of_person(self, person_id: int) -> list[Account]:
         await _yield()
-        stored = self.db.drafts.get(telegram_id)
+        return [a for a, (pid, _) in self.db.accounts.items() if pid == person_id]
+
+    async def preferred(self, person_id: int) -> Account | None:
+        await _yield()
+        mine = [(used, a) for a, (pid, used) in self.db.accounts.items() if pid == person_id]
+        return max(mine)[1] if mine else None
+
+    async def touch(self, account: Account, now: datetime) -> None:
+        await _yield()
+        linked = self.db.accounts.get(account)
+        if linked is not None and linked[1] < now:
+            self.uow.writing(self.db.accounts, account)
+            self.db.accounts[account] = (linked[0], now)
+
+    async def link(self, account: Account, person_id: int, now: datetime) -> None:
+        await _yield()
+        if account in self.db.accounts:
+            raise Conflict("account already linked")
+        self.uow.writing(self.db.accounts, account)
+        self.db.accounts[account] = (person_id, now)
+
+
+class FakeDrafts(_Repo):
+    async def get(self, account: Account) -> Draft | None:
+        await _yield()
+        stored = self.db.drafts.get(account)
         return Draft.from_dict(json.loads(stored)) if stored is not None else None
 
-    async def save(self, telegram_id: int, draft: Draft, now: datetime) -> None:
+    async def save(self, account: Account, draft: Draft, now: datetime) -> None:
         await _yield()
-        self.uow.writing(self.db.drafts, telegram_id)
-        self.db.drafts[telegram_id] = json.dumps(draft.to_dict())
+        self.uow.writing(self.db.drafts, account)
+        self.db.drafts[account] = json.dumps(draft.to_dict())
 
-    async def delete(self, telegram_id: int) -> None:
+    async def delete(self, account: Account) -> None:
         await _yield()
-        self.uow.writing(self.db.drafts, telegram_id)
-        self.db.drafts.pop(telegram_id, None)
+        self.uow.writing(self.db.drafts, account)
+        self.db.drafts.pop(account, None)
 
 
 class FakeAttempts(_Repo):
@@ -348,13 +379,13 @@ class FakeAttempts(_Repo):
         return list(best_per_person(await self.results(round)).values())
 
     async def owned(
-        self, attempt_id: int, telegram_id: int, *, lock: bool = False
+        self, attempt_id: int, account: Account, *, lock: bool = False
     ) -> Attempt | None:
         attempt = await self.get(attempt_id, lock=lock)
         if attempt is None:
             return None
-        person = self.db.persons.get(attempt.person_id)
-        return attempt if person is not None and person.telegram_id == telegram_id else None
+        linked = self.db.accounts.get(account)
+        return attempt if linked is not None and linked[0] == attempt.person_id else None
 
     async def in_progress(self, person_id: int, round: int) -> Attempt | None:
         await _yield()
@@ -491,16 +522,22 @@ class FakeOutbox(_Repo):
                 break
             if kinds is not None and row.notification.kind not in kinds:
                 continue
-            if row.claimable(now) and row.expires_at is not None and row.expires_at < now:
-                self.uow.writing(self.db.outbox, row_id)
-                row.sent_at, row.outcome = now, "expired"
-                continue
             if row.claimable(now):
                 self.uow.writing(self.db.outbox, row_id)
                 row.lease_owner = owner
                 row.lease_until = now + timedelta(seconds=lease_seconds)
                 claimed.append(row.notification)
         return claimed
+
+    async def expire(self, now: datetime) -> int:
+        await _yield()
+        ended = 0
+        for row_id, row in self.db.outbox.items():
+            if row.claimable(now) and row.expires_at is not None and row.expires_at < now:
+                self.uow.writing(self.db.outbox, row_id)
+                row.sent_at, row.outcome = now, "expired"
+                ended += 1
+        return ended
 
     async def mark_sent(self, notification_id: int, now: datetime) -> None:
         await _yield()
@@ -542,6 +579,7 @@ class FakeUnitOfWork:
         self.units: UnitRepository = FakeUnits(self)
         self.questions: QuestionRepository = FakeQuestions(self)
         self.persons: PersonRepository = FakePersons(self)
+        self.accounts: AccountRepository = FakeAccounts(self)
         self.drafts: DraftRepository = FakeDrafts(self)
         self.attempts: AttemptRepository = FakeAttempts(self)
         self.outbox: OutboxRepository = FakeOutbox(self)
@@ -621,7 +659,7 @@ TOPICS = ("topic-a", "topic-b", "topic-c", "topic-d", "topic-e")
 MINUTES = 20
 QUESTIONS = 20
 
-ALICE, BOB, CAROL = 111, 222, 333  # telegram ids
+ALICE, BOB, CAROL = (Account.telegram(n) for n in (111, 222, 333))
 
 
 def make_rules() -> ContestRules:
@@ -682,15 +720,15 @@ def world() -> World:
     return World(db, clock, service, timer, by_code["PNV"], by_code["PTC"], by_code["P-LT"])
 
 
-def seed_person(w: World, telegram_id: int, phone: str | None = None) -> Person:
+def seed_person(w: World, account: Account, phone: str | None = None) -> Person:
     """A registered civil servant, written straight into the fake database."""
     person_id = next(w.db.person_ids)
+    w.db.accounts[account] = (person_id, w.clock.now())
     person = Person(
         id=person_id,
-        telegram_id=telegram_id,
-        full_name=f"Person {telegram_id}",
+        full_name=f"Person {account.user_id}",
         birth_date=date(1990, 1, 1),
-        phone=phone or f"+8490{telegram_id:07d}",
+        phone=phone or f"+8490{int(account.user_id):07d}",
         group=Group.CIVIL_SERVANT,
         unit_id=w.department.id,
         position=Position.STAFF,
@@ -703,27 +741,29 @@ def seed_person(w: World, telegram_id: int, phone: str | None = None) -> Person:
 
 
 async def fill_common_steps(
-    w: World, telegram_id: int, *, born: str = "15/03/1990", phone: str = "0912345678"
+    w: World, telegram_id: Account, *, born: str = "15/03/1990", phone: str = "0912345678"
 ) -> None:
     s = w.service
-    view = await s.begin_registration(telegram_id)
+    view = await s.registration.begin_registration(telegram_id)
     assert view.draft.step is Step.CONSENT
-    view = await s.register_input(telegram_id, Step.CONSENT, True)
+    view = await s.registration.register_input(telegram_id, Step.CONSENT, True)
     assert view.draft.step is Step.NAME
-    view = await s.register_input(telegram_id, Step.NAME, "  Nguyễn   Văn <An> ")
+    view = await s.registration.register_input(telegram_id, Step.NAME, "  Nguyễn   Văn <An> ")
     assert view.draft.step is Step.BIRTH_DATE
     assert view.draft.full_name == "Nguyễn Văn <An>"
-    view = await s.register_input(telegram_id, Step.BIRTH_DATE, born)
+    view = await s.registration.register_input(telegram_id, Step.BIRTH_DATE, born)
     assert view.draft.step is Step.PHONE
-    view = await s.register_input(telegram_id, Step.PHONE, (phone, telegram_id))
+    view = await s.registration.register_input(
+        telegram_id, Step.PHONE, (phone, telegram_id.user_id)
+    )
     assert view.draft.step is Step.GROUP
 
 
-async def register_citizen(w: World, telegram_id: int, **kwargs: str) -> Person:
+async def register_citizen(w: World, telegram_id: Account, **kwargs: str) -> Person:
     await fill_common_steps(w, telegram_id, **kwargs)
-    await w.service.register_input(telegram_id, Step.GROUP, Group.CITIZEN)
-    await w.service.register_input(telegram_id, Step.WARD, w.ward.id)
-    return await w.service.confirm_registration(telegram_id)
+    await w.service.registration.register_input(telegram_id, Step.GROUP, Group.CITIZEN)
+    await w.service.registration.register_input(telegram_id, Step.WARD, w.ward.id)
+    return await w.service.registration.confirm_registration(telegram_id)
 
 
 def correct_label(w: World, card: ExamCard) -> int:
@@ -731,17 +771,19 @@ def correct_label(w: World, card: ExamCard) -> int:
     return card.options.index(question.options[question.answer])
 
 
-async def answer_card(w: World, telegram_id: int, card: ExamCard, *, right: bool) -> AnswerOutcome:
+async def answer_card(
+    w: World, telegram_id: Account, card: ExamCard, *, right: bool
+) -> AnswerOutcome:
     label = correct_label(w, card)
     choice = label if right else (label + 1) % 3
-    return await w.service.answer(telegram_id, card.attempt_id, card.position, choice)
+    return await w.service.exams.answer(telegram_id, card.attempt_id, card.position, choice)
 
 
 async def take_attempt(
-    w: World, telegram_id: int, correct: int, seconds_per_answer: float = 30.0
+    w: World, telegram_id: Account, correct: int, seconds_per_answer: float = 30.0
 ) -> AnswerOutcome:
     """Start an attempt and answer all of it, the first ``correct`` questions right."""
-    card = await w.service.start_attempt(telegram_id)
+    card = await w.service.exams.start_attempt(telegram_id)
     outcome = AnswerOutcome()
     for n in range(QUESTIONS):
         w.clock.advance(seconds=seconds_per_answer)
@@ -765,21 +807,21 @@ async def raises_code(code: str, awaitable: Any) -> ContestError:
 async def test_civil_servant_registers_through_every_step(world: World) -> None:
     w, s = world, world.service
     await fill_common_steps(w, ALICE)
-    view = await s.register_input(ALICE, Step.GROUP, Group.CIVIL_SERVANT)
+    view = await s.registration.register_input(ALICE, Step.GROUP, Group.CIVIL_SERVANT)
     assert view.draft.step is Step.UNIT_KIND
-    view = await s.register_input(ALICE, Step.UNIT_KIND, UnitKind.DEPARTMENT)
+    view = await s.registration.register_input(ALICE, Step.UNIT_KIND, UnitKind.DEPARTMENT)
     assert view.draft.step is Step.UNIT
     assert view.page is not None
     assert {u.id for u in view.page.units} == {w.department.id, w.other_department.id}
-    view = await s.register_input(ALICE, Step.UNIT, w.department.id)
+    view = await s.registration.register_input(ALICE, Step.UNIT, w.department.id)
     assert view.draft.step is Step.POSITION
-    view = await s.register_input(ALICE, Step.POSITION, Position.LEADER)
+    view = await s.registration.register_input(ALICE, Step.POSITION, Position.LEADER)
     assert view.draft.step is Step.CONFIRM
     assert view.units == {"unit": w.department, "ward": None}
 
-    person = await s.confirm_registration(ALICE)
+    person = await s.registration.confirm_registration(ALICE)
 
-    assert person.telegram_id == ALICE
+    assert w.db.accounts[ALICE][0] == person.id
     assert person.full_name == "Nguyễn Văn <An>"
     assert person.birth_date == date(1990, 3, 15)
     assert person.phone == "+84912345678"
@@ -792,26 +834,28 @@ async def test_civil_servant_registers_through_every_step(world: World) -> None:
     assert person.registered_at == w.clock.now()
     assert w.db.drafts == {}
     assert list(w.db.persons.values()) == [person]
-    profile = await s.profile(ALICE)
+    profile = await s.registration.profile(ALICE)
     assert profile is not None
     assert profile.unit == w.department
     assert profile.ward is None
-    await raises_code("already_registered", s.begin_registration(ALICE))
+    await raises_code("already_registered", s.registration.begin_registration(ALICE))
 
 
 async def test_citizen_registers_with_a_ward(world: World) -> None:
     w, s = world, world.service
     await fill_common_steps(w, BOB, phone="+84 987 654 321")
-    view = await s.register_input(BOB, Step.GROUP, Group.CITIZEN)
+    view = await s.registration.register_input(BOB, Step.GROUP, Group.CITIZEN)
     assert view.draft.step is Step.WARD
     assert view.page is not None
     assert [u.id for u in view.page.units] == [w.ward.id]
-    await raises_code("unit_unknown", s.register_input(BOB, Step.WARD, w.department.id))
-    view = await s.register_input(BOB, Step.WARD, w.ward.id)
+    await raises_code(
+        "unit_unknown", s.registration.register_input(BOB, Step.WARD, w.department.id)
+    )
+    view = await s.registration.register_input(BOB, Step.WARD, w.ward.id)
     assert view.draft.step is Step.CONFIRM
     assert view.units == {"unit": None, "ward": w.ward}
 
-    person = await s.confirm_registration(BOB)
+    person = await s.registration.confirm_registration(BOB)
 
     assert person.group is Group.CITIZEN
     assert (person.unit_id, person.position, person.ward_id) == (None, None, w.ward.id)
@@ -820,37 +864,41 @@ async def test_citizen_registers_with_a_ward(world: World) -> None:
 
 async def test_registration_survives_between_calls_and_resumes(world: World) -> None:
     s = world.service
-    await s.begin_registration(ALICE)
-    await s.register_input(ALICE, Step.CONSENT, True)
-    again = await s.begin_registration(ALICE)
+    await s.registration.begin_registration(ALICE)
+    await s.registration.register_input(ALICE, Step.CONSENT, True)
+    again = await s.registration.begin_registration(ALICE)
     assert again.draft.step is Step.NAME
     assert again.draft.consent is True
-    view = await s.registration(ALICE)
+    view = await s.registration.draft_view(ALICE)
     assert view is not None and view.draft.step is Step.NAME
-    assert await s.registration(BOB) is None
+    assert await s.registration.draft_view(BOB) is None
 
 
 async def test_an_answer_for_another_step_is_refused(world: World) -> None:
     s = world.service
-    await s.begin_registration(ALICE)
-    error = await raises_code("wrong_step", s.register_input(ALICE, Step.NAME, "An Bình"))
+    await s.registration.begin_registration(ALICE)
+    error = await raises_code(
+        "wrong_step", s.registration.register_input(ALICE, Step.NAME, "An Bình")
+    )
     assert error.params == {"expected": "consent"}
-    await raises_code("consent_required", s.register_input(ALICE, Step.CONSENT, False))
-    await raises_code("no_registration", s.register_input(BOB, Step.CONSENT, True))
+    await raises_code("consent_required", s.registration.register_input(ALICE, Step.CONSENT, False))
+    await raises_code("no_registration", s.registration.register_input(BOB, Step.CONSENT, True))
 
 
 async def test_invalid_input_leaves_the_draft_unchanged(world: World) -> None:
     w, s = world, world.service
-    await s.begin_registration(ALICE)
-    await s.register_input(ALICE, Step.CONSENT, True)
+    await s.registration.begin_registration(ALICE)
+    await s.registration.register_input(ALICE, Step.CONSENT, True)
     stored = dict(w.db.drafts)
-    await raises_code("name_invalid", s.register_input(ALICE, Step.NAME, "1"))
-    await s.register_input(ALICE, Step.NAME, "An Bình")
+    await raises_code("name_invalid", s.registration.register_input(ALICE, Step.NAME, "1"))
+    await s.registration.register_input(ALICE, Step.NAME, "An Bình")
     stored = dict(w.db.drafts)
     await raises_code(
-        "birth_date_impossible", s.register_input(ALICE, Step.BIRTH_DATE, "31/02/1990")
+        "birth_date_impossible", s.registration.register_input(ALICE, Step.BIRTH_DATE, "31/02/1990")
     )
-    await raises_code("birth_date_future", s.register_input(ALICE, Step.BIRTH_DATE, "02/08/2024"))
+    await raises_code(
+        "birth_date_future", s.registration.register_input(ALICE, Step.BIRTH_DATE, "02/08/2024")
+    )
     assert w.db.drafts == stored
 
 
@@ -860,12 +908,12 @@ async def test_a_citizen_under_18_is_refused_at_the_group_step(world: World) -> 
     before = dict(w.db.drafts)
 
     error = await raises_code(
-        "citizen_under_age", s.register_input(CAROL, Step.GROUP, Group.CITIZEN)
+        "citizen_under_age", s.registration.register_input(CAROL, Step.GROUP, Group.CITIZEN)
     )
 
     assert error.params == {"min_age": 18}
     assert w.db.drafts == before
-    view = await s.registration(CAROL)
+    view = await s.registration.draft_view(CAROL)
     assert view is not None
     assert view.draft.step is Step.GROUP
     assert view.draft.group is None
@@ -883,42 +931,52 @@ async def test_a_citizen_turning_18_today_in_hanoi_is_accepted(world: World) -> 
 async def test_a_civil_servant_has_no_age_check(world: World) -> None:
     w, s = world, world.service
     await fill_common_steps(w, CAROL, born="02/08/2006")
-    view = await s.register_input(CAROL, Step.GROUP, Group.CIVIL_SERVANT)
+    view = await s.registration.register_input(CAROL, Step.GROUP, Group.CIVIL_SERVANT)
     assert view.draft.step is Step.UNIT_KIND
 
 
 async def test_a_contact_that_is_not_ones_own_is_refused(world: World) -> None:
     w, s = world, world.service
-    await s.begin_registration(ALICE)
-    await s.register_input(ALICE, Step.CONSENT, True)
-    await s.register_input(ALICE, Step.NAME, "An Bình")
-    await s.register_input(ALICE, Step.BIRTH_DATE, "1/1/1990")
+    await s.registration.begin_registration(ALICE)
+    await s.registration.register_input(ALICE, Step.CONSENT, True)
+    await s.registration.register_input(ALICE, Step.NAME, "An Bình")
+    await s.registration.register_input(ALICE, Step.BIRTH_DATE, "1/1/1990")
     before = dict(w.db.drafts)
-    await raises_code("contact_not_own", s.register_input(ALICE, Step.PHONE, ("0912345678", BOB)))
-    await raises_code("contact_not_own", s.register_input(ALICE, Step.PHONE, ("0912345678", None)))
+    await raises_code(
+        "contact_not_own",
+        s.registration.register_input(ALICE, Step.PHONE, ("0912345678", BOB.user_id)),
+    )
+    await raises_code(
+        "contact_not_own", s.registration.register_input(ALICE, Step.PHONE, ("0912345678", None))
+    )
     assert w.db.drafts == before
 
 
 async def test_a_phone_already_registered_is_refused(world: World) -> None:
     w, s = world, world.service
     await register_citizen(w, ALICE, phone="0912345678")
-    await s.begin_registration(BOB)
-    await s.register_input(BOB, Step.CONSENT, True)
-    await s.register_input(BOB, Step.NAME, "Lê Bình")
-    await s.register_input(BOB, Step.BIRTH_DATE, "2/2/1992")
-    await raises_code("phone_taken", s.register_input(BOB, Step.PHONE, ("84912345678", BOB)))
-    await raises_code("phone_taken", s.register_input(BOB, Step.PHONE, ("+84 912 345 678", BOB)))
-    view = await s.register_input(BOB, Step.PHONE, ("0987000111", BOB))
+    await s.registration.begin_registration(BOB)
+    await s.registration.register_input(BOB, Step.CONSENT, True)
+    await s.registration.register_input(BOB, Step.NAME, "Lê Bình")
+    await s.registration.register_input(BOB, Step.BIRTH_DATE, "2/2/1992")
+    await raises_code(
+        "phone_taken", s.registration.register_input(BOB, Step.PHONE, ("84912345678", BOB.user_id))
+    )
+    await raises_code(
+        "phone_taken",
+        s.registration.register_input(BOB, Step.PHONE, ("+84 912 345 678", BOB.user_id)),
+    )
+    view = await s.registration.register_input(BOB, Step.PHONE, ("0987000111", BOB.user_id))
     assert view.draft.phone == "+84987000111"
 
 
 async def test_a_phone_taken_between_entry_and_confirmation_is_refused(world: World) -> None:
     w, s = world, world.service
     await fill_common_steps(w, BOB, phone="0912345678")
-    await s.register_input(BOB, Step.GROUP, Group.CITIZEN)
-    await s.register_input(BOB, Step.WARD, w.ward.id)
+    await s.registration.register_input(BOB, Step.GROUP, Group.CITIZEN)
+    await s.registration.register_input(BOB, Step.WARD, w.ward.id)
     await register_citizen(w, ALICE, phone="0912345678")
-    await raises_code("phone_taken", s.confirm_registration(BOB))
+    await raises_code("phone_taken", s.registration.confirm_registration(BOB))
     assert len(w.db.persons) == 1
     assert BOB in w.db.drafts
 
@@ -926,27 +984,29 @@ async def test_a_phone_taken_between_entry_and_confirmation_is_refused(world: Wo
 async def test_editing_a_field_from_the_summary_returns_to_confirm(world: World) -> None:
     w, s = world, world.service
     await fill_common_steps(w, ALICE)
-    await s.register_input(ALICE, Step.GROUP, Group.CITIZEN)
-    await s.register_input(ALICE, Step.WARD, w.ward.id)
+    await s.registration.register_input(ALICE, Step.GROUP, Group.CITIZEN)
+    await s.registration.register_input(ALICE, Step.WARD, w.ward.id)
 
-    view = await s.edit_field(ALICE, "name")
+    view = await s.registration.edit_field(ALICE, "name")
     assert view.draft.step is Step.NAME
     assert view.draft.editing is True
-    view = await s.register_input(ALICE, Step.NAME, "Trần Thị Bình")
+    view = await s.registration.register_input(ALICE, Step.NAME, "Trần Thị Bình")
     assert view.draft.step is Step.CONFIRM
     assert view.draft.editing is False
 
-    view = await s.edit_field(ALICE, "phone")
+    view = await s.registration.edit_field(ALICE, "phone")
     assert view.draft.step is Step.PHONE
-    view = await s.register_input(ALICE, Step.PHONE, ("0987654321", ALICE))
+    view = await s.registration.register_input(ALICE, Step.PHONE, ("0987654321", ALICE.user_id))
     assert view.draft.step is Step.CONFIRM
 
-    view = await s.edit_field(ALICE, "birth_date")
-    await raises_code("citizen_under_age", s.register_input(ALICE, Step.BIRTH_DATE, "1/1/2010"))
-    view = await s.register_input(ALICE, Step.BIRTH_DATE, "1/1/1980")
+    view = await s.registration.edit_field(ALICE, "birth_date")
+    await raises_code(
+        "citizen_under_age", s.registration.register_input(ALICE, Step.BIRTH_DATE, "1/1/2010")
+    )
+    view = await s.registration.register_input(ALICE, Step.BIRTH_DATE, "1/1/1980")
     assert view.draft.step is Step.CONFIRM
 
-    person = await s.confirm_registration(ALICE)
+    person = await s.registration.confirm_registration(ALICE)
     assert (person.full_name, person.phone, person.birth_date) == (
         "Trần Thị Bình",
         "+84987654321",
@@ -957,29 +1017,29 @@ async def test_editing_a_field_from_the_summary_returns_to_confirm(world: World)
 async def test_editing_the_group_asks_for_what_the_new_group_needs(world: World) -> None:
     w, s = world, world.service
     await fill_common_steps(w, ALICE)
-    await s.register_input(ALICE, Step.GROUP, Group.CITIZEN)
-    await s.register_input(ALICE, Step.WARD, w.ward.id)
-    await raises_code("wrong_step", s.edit_field(ALICE, "position"))
-    await raises_code("wrong_step", s.edit_field(ALICE, "unit"))
-    await raises_code("wrong_step", s.edit_field(ALICE, "nonsense"))
+    await s.registration.register_input(ALICE, Step.GROUP, Group.CITIZEN)
+    await s.registration.register_input(ALICE, Step.WARD, w.ward.id)
+    await raises_code("wrong_step", s.registration.edit_field(ALICE, "position"))
+    await raises_code("wrong_step", s.registration.edit_field(ALICE, "unit"))
+    await raises_code("wrong_step", s.registration.edit_field(ALICE, "nonsense"))
 
-    await s.edit_field(ALICE, "group")
-    view = await s.register_input(ALICE, Step.GROUP, Group.CIVIL_SERVANT)
+    await s.registration.edit_field(ALICE, "group")
+    view = await s.registration.register_input(ALICE, Step.GROUP, Group.CIVIL_SERVANT)
     assert view.draft.step is Step.UNIT_KIND
-    view = await s.register_input(ALICE, Step.UNIT_KIND, UnitKind.DEPARTMENT)
+    view = await s.registration.register_input(ALICE, Step.UNIT_KIND, UnitKind.DEPARTMENT)
     assert view.draft.step is Step.UNIT
-    await raises_code("unit_unknown", s.register_input(ALICE, Step.UNIT, w.ward.id))
-    view = await s.register_input(ALICE, Step.UNIT, w.other_department.id)
+    await raises_code("unit_unknown", s.registration.register_input(ALICE, Step.UNIT, w.ward.id))
+    view = await s.registration.register_input(ALICE, Step.UNIT, w.other_department.id)
     assert view.draft.step is Step.POSITION
-    view = await s.register_input(ALICE, Step.POSITION, Position.STAFF)
+    view = await s.registration.register_input(ALICE, Step.POSITION, Position.STAFF)
     assert view.draft.step is Step.CONFIRM
 
-    await s.edit_field(ALICE, "unit")
-    await s.register_input(ALICE, Step.UNIT_KIND, UnitKind.DEPARTMENT)
-    view = await s.register_input(ALICE, Step.UNIT, w.department.id)
+    await s.registration.edit_field(ALICE, "unit")
+    await s.registration.register_input(ALICE, Step.UNIT_KIND, UnitKind.DEPARTMENT)
+    view = await s.registration.register_input(ALICE, Step.UNIT, w.department.id)
     assert view.draft.step is Step.CONFIRM
 
-    person = await s.confirm_registration(ALICE)
+    person = await s.registration.confirm_registration(ALICE)
     assert person.group is Group.CIVIL_SERVANT
     assert (person.unit_id, person.position, person.ward_id) == (
         w.department.id,
@@ -990,9 +1050,9 @@ async def test_editing_the_group_asks_for_what_the_new_group_needs(world: World)
 
 async def test_edit_is_only_possible_from_the_summary(world: World) -> None:
     s = world.service
-    await s.begin_registration(ALICE)
-    await raises_code("wrong_step", s.edit_field(ALICE, "name"))
-    await raises_code("wrong_step", s.confirm_registration(ALICE))
+    await s.registration.begin_registration(ALICE)
+    await raises_code("wrong_step", s.registration.edit_field(ALICE, "name"))
+    await raises_code("wrong_step", s.registration.confirm_registration(ALICE))
 
 
 # ================================================================ starting an attempt
@@ -1002,7 +1062,7 @@ async def test_start_gives_a_card_of_twenty_from_the_bank(world: World) -> None:
     w = world
     alice = seed_person(w, ALICE)
 
-    card = await w.service.start_attempt(ALICE)
+    card = await w.service.exams.start_attempt(ALICE)
 
     assert (card.position, card.total, card.attempt_number) == (0, QUESTIONS, 1)
     assert card.deadline_at == NOW + timedelta(minutes=MINUTES)
@@ -1021,30 +1081,30 @@ async def test_start_gives_a_card_of_twenty_from_the_bank(world: World) -> None:
     assert (card.text, card.topic) == (first.text, first.topic)
     assert card.options == tuple(first.options[i] for i in attempt.items[0].order)
     assert w.timer.armed == {card.attempt_id: card.deadline_at}
-    assert await w.service.open_deadlines() == [(card.attempt_id, card.deadline_at)]
+    assert await w.service.exams.open_deadlines() == [(card.attempt_id, card.deadline_at)]
 
 
 async def test_a_second_start_returns_the_open_attempt(world: World) -> None:
     w = world
     seed_person(w, ALICE)
-    card = await w.service.start_attempt(ALICE)
+    card = await w.service.exams.start_attempt(ALICE)
     await answer_card(w, ALICE, card, right=True)
     w.clock.advance(minutes=3)
 
-    again = await w.service.start_attempt(ALICE)
+    again = await w.service.exams.start_attempt(ALICE)
 
     assert again.attempt_id == card.attempt_id
     assert again.position == 1
     assert again.time_left_seconds == (MINUTES - 3) * 60
     assert len(w.db.attempts) == 1
-    status = await w.service.exam_status(ALICE)
+    status = await w.service.exams.exam_status(ALICE)
     assert status.state is ExamState.IN_PROGRESS
     assert status.card == again
 
 
 async def test_start_needs_a_registration(world: World) -> None:
-    await raises_code("not_registered", world.service.start_attempt(ALICE))
-    status = await world.service.exam_status(ALICE)
+    await raises_code("not_registered", world.service.exams.start_attempt(ALICE))
+    status = await world.service.exams.exam_status(ALICE)
     assert status.state is ExamState.NOT_REGISTERED
 
 
@@ -1053,7 +1113,7 @@ async def test_start_with_too_small_a_bank_is_refused_and_writes_nothing(world: 
     seed_person(w, ALICE)
     for qid in list(w.db.questions)[QUESTIONS - 1 :]:
         del w.db.questions[qid]
-    await raises_code("bank_too_small", w.service.start_attempt(ALICE))
+    await raises_code("bank_too_small", w.service.exams.start_attempt(ALICE))
     assert w.db.attempts == {}
 
 
@@ -1072,17 +1132,17 @@ async def test_start_outside_the_window_is_refused(
     w = world
     seed_person(w, ALICE)
     w.clock.set(when)
-    await raises_code(code, w.service.start_attempt(ALICE))
+    await raises_code(code, w.service.exams.start_attempt(ALICE))
     assert w.db.attempts == {}
-    assert (await w.service.exam_status(ALICE)).state is state
+    assert (await w.service.exams.exam_status(ALICE)).state is state
 
 
 async def test_start_at_the_opening_instant_is_allowed(world: World) -> None:
     w = world
     seed_person(w, ALICE)
     w.clock.set(OPENS)
-    assert (await w.service.exam_status(ALICE)).state is ExamState.CAN_START
-    card = await w.service.start_attempt(ALICE)
+    assert (await w.service.exams.exam_status(ALICE)).state is ExamState.CAN_START
+    card = await w.service.exams.start_attempt(ALICE)
     assert card.position == 0
 
 
@@ -1092,7 +1152,7 @@ async def test_start_at_the_opening_instant_is_allowed(world: World) -> None:
 async def test_answering_all_twenty_gives_a_summary_with_the_right_count(world: World) -> None:
     w = world
     alice = seed_person(w, ALICE)
-    card = await w.service.start_attempt(ALICE)
+    card = await w.service.exams.start_attempt(ALICE)
     attempt_id = card.attempt_id
     pattern = [n % 3 != 0 for n in range(QUESTIONS)]  # 13 right, 7 wrong
     outcome = AnswerOutcome()
@@ -1106,7 +1166,7 @@ async def test_answering_all_twenty_gives_a_summary_with_the_right_count(world: 
         assert label == stored.order.index(question.answer)
         choice = label if right else (label + 2) % 3
         w.clock.advance(seconds=20)
-        outcome = await w.service.answer(ALICE, attempt_id, n, choice)
+        outcome = await w.service.exams.answer(ALICE, attempt_id, n, choice)
         assert outcome.expired is False
         item = w.db.attempts[attempt_id].items[n]
         assert (item.choice, item.correct, item.answered_at) == (choice, right, w.clock.now())
@@ -1126,7 +1186,7 @@ async def test_answering_all_twenty_gives_a_summary_with_the_right_count(world: 
     assert summary.result.finished_at == w.clock.now()
     assert summary.best == summary.result
     assert (summary.attempts_used, summary.attempts_allowed, summary.attempts_left) == (1, 2, 1)
-    assert summary.telegram_id == ALICE
+    assert summary.account == ALICE
     stored_attempt = w.db.attempts[attempt_id]
     assert stored_attempt.status is AttemptStatus.SUBMITTED
     assert stored_attempt.correct_count == 13
@@ -1136,59 +1196,59 @@ async def test_answering_all_twenty_gives_a_summary_with_the_right_count(world: 
     [row] = w.db.outbox.values()
     assert row.notification.key == f"attempt_result:{attempt_id}"
     assert row.not_before == w.clock.now() + INLINE_RESULT_GRACE
-    assert await w.service.claim_notifications("sender") == []
-    assert await w.service.result_shown(attempt_id)  # the reply showed it: nothing to send
+    assert await w.service.outbox.claim("sender") == []
+    assert await w.service.exams.result_shown(attempt_id)  # the reply showed it: nothing to send
     assert row.outcome == "inline"
     w.clock.advance(INLINE_RESULT_GRACE)
-    assert await w.service.claim_notifications("sender") == []
-    results = await w.service.results(ALICE)
+    assert await w.service.outbox.claim("sender") == []
+    results = await w.service.results.person_results(ALICE)
     assert results.best == summary.result
     assert results.in_progress is False
     assert [r.person_id for r in results.results] == [alice.id]
-    status = await w.service.exam_status(ALICE)
+    status = await w.service.exams.exam_status(ALICE)
     assert (status.state, status.attempts_used, status.attempts_left) == (ExamState.CAN_START, 1, 1)
-    await raises_code("attempt_finished", w.service.answer(ALICE, attempt_id, 0, 0))
-    await raises_code("attempt_finished", w.service.current_card(ALICE, attempt_id))
+    await raises_code("attempt_finished", w.service.exams.answer(ALICE, attempt_id, 0, 0))
+    await raises_code("attempt_finished", w.service.exams.current_card(ALICE, attempt_id))
 
 
 async def test_a_stale_position_is_refused(world: World) -> None:
     w = world
     seed_person(w, ALICE)
-    card = await w.service.start_attempt(ALICE)
-    await raises_code("stale_question", w.service.answer(ALICE, card.attempt_id, 1, 0))
-    await raises_code("stale_question", w.service.answer(ALICE, card.attempt_id, -1, 0))
-    await raises_code("stale_question", w.service.answer(ALICE, card.attempt_id, 0, 3))
-    await raises_code("stale_question", w.service.answer(ALICE, card.attempt_id, 0, -1))
+    card = await w.service.exams.start_attempt(ALICE)
+    await raises_code("stale_question", w.service.exams.answer(ALICE, card.attempt_id, 1, 0))
+    await raises_code("stale_question", w.service.exams.answer(ALICE, card.attempt_id, -1, 0))
+    await raises_code("stale_question", w.service.exams.answer(ALICE, card.attempt_id, 0, 3))
+    await raises_code("stale_question", w.service.exams.answer(ALICE, card.attempt_id, 0, -1))
     assert all(item.choice is None for item in w.db.attempts[card.attempt_id].items)
 
 
 async def test_a_double_answer_is_refused_and_the_first_one_stands(world: World) -> None:
     w = world
     seed_person(w, ALICE)
-    card = await w.service.start_attempt(ALICE)
+    card = await w.service.exams.start_attempt(ALICE)
     right = correct_label(w, card)
     wrong = (right + 1) % 3
-    outcome = await w.service.answer(ALICE, card.attempt_id, 0, wrong)
+    outcome = await w.service.exams.answer(ALICE, card.attempt_id, 0, wrong)
     assert outcome.next_card is not None and outcome.next_card.position == 1
 
-    await raises_code("stale_question", w.service.answer(ALICE, card.attempt_id, 0, right))
+    await raises_code("stale_question", w.service.exams.answer(ALICE, card.attempt_id, 0, right))
 
     item = w.db.attempts[card.attempt_id].items[0]
     assert (item.choice, item.correct) == (wrong, False)
-    assert (await w.service.current_card(ALICE, card.attempt_id)).position == 1
+    assert (await w.service.exams.current_card(ALICE, card.attempt_id)).position == 1
 
 
 async def test_two_simultaneous_presses_record_one_answer(world: World) -> None:
     w = world
     seed_person(w, ALICE)
-    card = await w.service.start_attempt(ALICE)
+    card = await w.service.exams.start_attempt(ALICE)
     right = correct_label(w, card)
     choices = [right, (right + 1) % 3]
     w.db.barriers["record_answer"] = asyncio.Barrier(2)  # both presses pass every check first
 
     async with asyncio.timeout(5):
         outcomes = await asyncio.gather(
-            *(w.service.answer(ALICE, card.attempt_id, 0, c) for c in choices),
+            *(w.service.exams.answer(ALICE, card.attempt_id, 0, c) for c in choices),
             return_exceptions=True,
         )
 
@@ -1211,8 +1271,8 @@ async def test_two_simultaneous_starts_show_one_attempt(world: World) -> None:
 
     async with asyncio.timeout(5):
         first, second = await asyncio.gather(
-            w.service.start_attempt(ALICE, shown_in=(ALICE, 1)),
-            w.service.start_attempt(ALICE, shown_in=(ALICE, 2)),
+            w.service.exams.start_attempt(ALICE, shown_in=(ALICE, 1)),
+            w.service.exams.start_attempt(ALICE, shown_in=(ALICE, 2)),
         )
 
     assert first.attempt_id == second.attempt_id
@@ -1224,18 +1284,18 @@ async def test_anothers_attempt_is_refused(world: World) -> None:
     w = world
     seed_person(w, ALICE)
     seed_person(w, BOB)
-    card = await w.service.start_attempt(ALICE)
-    await raises_code("foreign_attempt", w.service.answer(BOB, card.attempt_id, 0, 0))
-    await raises_code("foreign_attempt", w.service.answer(CAROL, card.attempt_id, 0, 0))
-    await raises_code("foreign_attempt", w.service.answer(ALICE, 999_999, 0, 0))
-    await raises_code("foreign_attempt", w.service.current_card(BOB, card.attempt_id))
+    card = await w.service.exams.start_attempt(ALICE)
+    await raises_code("foreign_attempt", w.service.exams.answer(BOB, card.attempt_id, 0, 0))
+    await raises_code("foreign_attempt", w.service.exams.answer(CAROL, card.attempt_id, 0, 0))
+    await raises_code("foreign_attempt", w.service.exams.answer(ALICE, 999_999, 0, 0))
+    await raises_code("foreign_attempt", w.service.exams.current_card(BOB, card.attempt_id))
     assert w.db.attempts[card.attempt_id].items[0].choice is None
 
 
 async def test_an_answer_at_the_deadline_itself_still_counts(world: World) -> None:
     w = world
     seed_person(w, ALICE)
-    card = await w.service.start_attempt(ALICE)
+    card = await w.service.exams.start_attempt(ALICE)
     w.clock.set(card.deadline_at)
     outcome = await answer_card(w, ALICE, card, right=True)
     assert outcome.expired is False
@@ -1246,7 +1306,7 @@ async def test_an_answer_at_the_deadline_itself_still_counts(world: World) -> No
 async def test_an_answer_after_the_deadline_closes_the_attempt_as_expired(world: World) -> None:
     w = world
     seed_person(w, ALICE)
-    card = await w.service.start_attempt(ALICE)
+    card = await w.service.exams.start_attempt(ALICE)
     for right in (True, True, False):
         w.clock.advance(seconds=10)
         outcome = await answer_card(w, ALICE, card, right=right)
@@ -1268,7 +1328,7 @@ async def test_an_answer_after_the_deadline_closes_the_attempt_as_expired(world:
     assert w.timer.disarmed == [card.attempt_id]
 
     await raises_code("time_up", answer_card(w, ALICE, card, right=True))
-    assert await w.service.close_expired() == []
+    assert await w.service.exams.close_expired() == []
 
 
 # ================================================================ deadlines
@@ -1277,7 +1337,7 @@ async def test_an_answer_after_the_deadline_closes_the_attempt_as_expired(world:
 async def test_close_expired_closes_an_overdue_attempt_exactly_once(world: World) -> None:
     w = world
     alice = seed_person(w, ALICE)
-    card = await w.service.start_attempt(ALICE)
+    card = await w.service.exams.start_attempt(ALICE)
     for right in (True, False, True):
         w.clock.advance(seconds=30)
         outcome = await answer_card(w, ALICE, card, right=right)
@@ -1285,12 +1345,12 @@ async def test_close_expired_closes_an_overdue_attempt_exactly_once(world: World
         card = outcome.next_card
 
     w.clock.set(card.deadline_at)
-    assert await w.service.close_expired() == []  # not yet: the deadline itself is allowed
+    assert await w.service.exams.close_expired() == []  # not yet: the deadline itself is allowed
     w.clock.advance(seconds=1)
 
-    assert await w.service.close_expired() == [card.attempt_id]
-    assert await w.service.close_expired() == []
-    assert await w.service.close_if_expired(card.attempt_id) is False
+    assert await w.service.exams.close_expired() == [card.attempt_id]
+    assert await w.service.exams.close_expired() == []
+    assert await w.service.exams.close_if_expired(card.attempt_id) is False
 
     attempt = w.db.attempts[card.attempt_id]
     assert attempt.status is AttemptStatus.EXPIRED
@@ -1302,40 +1362,40 @@ async def test_close_expired_closes_an_overdue_attempt_exactly_once(world: World
     assert (note.person_id, note.kind) == (alice.id, RESULT_NOTIFICATION)
     assert note.payload == {"attempt_id": card.attempt_id}
     assert row.created_at == w.clock.now()
-    summary = await w.service.attempt_summary(card.attempt_id)
+    summary = await w.service.exams.attempt_summary(card.attempt_id)
     assert summary is not None
     assert summary.result.correct == 2
-    assert summary.telegram_id == ALICE
+    assert summary.account == ALICE
     await raises_code("time_up", answer_card(w, ALICE, card, right=True))
-    assert await w.service.open_deadlines() == []
+    assert await w.service.exams.open_deadlines() == []
 
 
 async def test_close_expired_leaves_running_attempts_alone(world: World) -> None:
     w = world
     seed_person(w, ALICE)
     seed_person(w, BOB)
-    early = await w.service.start_attempt(ALICE)
+    early = await w.service.exams.start_attempt(ALICE)
     w.clock.advance(minutes=10)
-    late = await w.service.start_attempt(BOB)
+    late = await w.service.exams.start_attempt(BOB)
     w.clock.set(early.deadline_at + timedelta(seconds=5))
 
-    assert await w.service.close_expired() == [early.attempt_id]
+    assert await w.service.exams.close_expired() == [early.attempt_id]
 
     assert w.db.attempts[late.attempt_id].status is AttemptStatus.IN_PROGRESS
     assert len(w.db.outbox) == 1
-    assert await w.service.open_deadlines() == [(late.attempt_id, late.deadline_at)]
+    assert await w.service.exams.open_deadlines() == [(late.attempt_id, late.deadline_at)]
 
 
 async def test_a_late_press_racing_the_sweep_finishes_the_attempt_once(world: World) -> None:
     w = world
     seed_person(w, ALICE)
-    card = await w.service.start_attempt(ALICE)
+    card = await w.service.exams.start_attempt(ALICE)
     w.clock.set(card.deadline_at + timedelta(seconds=1))
     w.db.barriers["finish"] = asyncio.Barrier(2)  # both paths reach the compare-and-set
 
     async with asyncio.timeout(5):
         closed, pressed = await asyncio.gather(
-            w.service.close_if_expired(card.attempt_id),
+            w.service.exams.close_if_expired(card.attempt_id),
             answer_card(w, ALICE, card, right=True),
             return_exceptions=True,
         )
@@ -1356,26 +1416,26 @@ async def test_a_late_press_racing_the_sweep_finishes_the_attempt_once(world: Wo
 async def test_a_new_start_closes_an_overdue_attempt_first(world: World) -> None:
     w = world
     seed_person(w, ALICE)
-    first = await w.service.start_attempt(ALICE)
+    first = await w.service.exams.start_attempt(ALICE)
     w.clock.set(first.deadline_at + timedelta(minutes=1))
 
-    second = await w.service.start_attempt(ALICE)
+    second = await w.service.exams.start_attempt(ALICE)
 
     assert second.attempt_id != first.attempt_id
     assert second.attempt_number == 2
     assert w.db.attempts[first.attempt_id].status is AttemptStatus.EXPIRED
     assert len(w.db.outbox) == 1
-    assert await w.service.close_expired() == []
+    assert await w.service.exams.close_expired() == []
 
 
 async def test_an_overdue_attempt_is_closed_even_when_the_window_has_closed(world: World) -> None:
     w = world
     seed_person(w, ALICE)
     w.clock.set(CLOSES - timedelta(minutes=5))
-    card = await w.service.start_attempt(ALICE)
+    card = await w.service.exams.start_attempt(ALICE)
     w.clock.set(card.deadline_at + timedelta(seconds=1))
 
-    await raises_code("round_closed", w.service.start_attempt(ALICE))
+    await raises_code("round_closed", w.service.exams.start_attempt(ALICE))
 
     assert w.db.attempts[card.attempt_id].status is AttemptStatus.EXPIRED
     assert len(w.db.outbox) == 1
@@ -1384,28 +1444,28 @@ async def test_an_overdue_attempt_is_closed_even_when_the_window_has_closed(worl
 async def test_warnings_come_once_at_five_then_once_at_one_minute(world: World) -> None:
     w = world
     seed_person(w, ALICE)
-    card = await w.service.start_attempt(ALICE)
-    await w.service.attach_message(card.attempt_id, chat_id=ALICE, message_id=42)
-    assert await w.service.due_warnings() == []
+    card = await w.service.exams.start_attempt(ALICE)
+    await w.service.exams.attach_message(card.attempt_id, chat_id=111, message_id=42)
+    assert await w.service.exams.due_warnings() == []
 
     w.clock.set(card.deadline_at - timedelta(minutes=5, seconds=1))
-    assert await w.service.due_warnings() == []
+    assert await w.service.exams.due_warnings() == []
 
     w.clock.set(card.deadline_at - timedelta(minutes=5))
-    [five] = await w.service.due_warnings()
-    assert (five.attempt_id, five.telegram_id, five.chat_id) == (card.attempt_id, ALICE, ALICE)
+    [five] = await w.service.exams.due_warnings()
+    assert (five.attempt_id, five.account, five.chat_id) == (card.attempt_id, ALICE, 111)
     assert five.seconds_left == 300
-    assert await w.service.due_warnings() == []
+    assert await w.service.exams.due_warnings() == []
     w.clock.advance(minutes=2)
-    assert await w.service.due_warnings() == []
+    assert await w.service.exams.due_warnings() == []
 
     w.clock.set(card.deadline_at - timedelta(seconds=50))
-    [one] = await w.service.due_warnings()
+    [one] = await w.service.exams.due_warnings()
     assert one.attempt_id == card.attempt_id
     assert one.seconds_left == 50
-    assert await w.service.due_warnings() == []
+    assert await w.service.exams.due_warnings() == []
     w.clock.advance(seconds=40)
-    assert await w.service.due_warnings() == []
+    assert await w.service.exams.due_warnings() == []
     assert w.db.attempts[card.attempt_id].warned == 2
     # Each warning waits in the outbox, so a failed send is tried again.
     notes = [row.notification for row in w.db.outbox.values()]
@@ -1419,23 +1479,23 @@ async def test_warnings_come_once_at_five_then_once_at_one_minute(world: World) 
 async def test_a_queued_warning_is_worded_when_sent_and_dropped_once_over(world: World) -> None:
     w = world
     seed_person(w, ALICE)
-    card = await w.service.start_attempt(ALICE, shown_in=(ALICE, 42))
+    card = await w.service.exams.start_attempt(ALICE, shown_in=(111, 42))
     w.clock.set(card.deadline_at - timedelta(minutes=5))
-    [due] = await w.service.due_warnings()
+    [due] = await w.service.exams.due_warnings()
     w.clock.advance(seconds=30)  # the first send failed; the retry comes later
-    later = await w.service.warning_for(card.attempt_id)
+    later = await w.service.exams.warning_for(card.attempt_id)
     assert later is not None
-    assert (later.telegram_id, later.chat_id, later.seconds_left) == (ALICE, ALICE, 270)
+    assert (later.account, later.chat_id, later.seconds_left) == (ALICE, 111, 270)
     assert due.seconds_left == 300
     w.clock.set(card.deadline_at + timedelta(seconds=1))
-    assert await w.service.warning_for(card.attempt_id) is None  # overdue
+    assert await w.service.exams.warning_for(card.attempt_id) is None  # overdue
     w.clock.set(card.deadline_at - timedelta(minutes=1))
     outcome = AnswerOutcome(next_card=card)
     while outcome.next_card is not None:
         outcome = await answer_card(w, ALICE, outcome.next_card, right=True)
     assert outcome.summary is not None
-    assert await w.service.warning_for(card.attempt_id) is None  # submitted
-    assert await w.service.warning_for(10**6) is None
+    assert await w.service.exams.warning_for(card.attempt_id) is None  # submitted
+    assert await w.service.exams.warning_for(10**6) is None
 
 
 async def test_no_warning_for_a_finished_or_overdue_attempt(world: World) -> None:
@@ -1443,17 +1503,17 @@ async def test_no_warning_for_a_finished_or_overdue_attempt(world: World) -> Non
     seed_person(w, ALICE)
     seed_person(w, BOB)
     await take_attempt(w, ALICE, correct=5, seconds_per_answer=10)
-    card = await w.service.start_attempt(BOB)
+    card = await w.service.exams.start_attempt(BOB)
     w.clock.set(card.deadline_at + timedelta(seconds=1))
-    assert await w.service.due_warnings() == []
+    assert await w.service.exams.due_warnings() == []
 
 
 async def test_the_card_remembers_its_message(world: World) -> None:
     w = world
     seed_person(w, ALICE)
-    card = await w.service.start_attempt(ALICE)
+    card = await w.service.exams.start_attempt(ALICE)
     assert (card.chat_id, card.message_id) == (None, None)
-    await w.service.attach_message(card.attempt_id, chat_id=7, message_id=99)
+    await w.service.exams.attach_message(card.attempt_id, chat_id=7, message_id=99)
     outcome = await answer_card(w, ALICE, card, right=True)
     assert outcome.next_card is not None
     assert (outcome.next_card.chat_id, outcome.next_card.message_id) == (7, 99)
@@ -1472,7 +1532,7 @@ async def test_the_attempt_with_more_correct_counts(world: World) -> None:
     assert (second.summary.result.number, second.summary.result.correct) == (2, 12)
     assert second.summary.best == first.summary.result
     assert (second.summary.attempts_used, second.summary.attempts_left) == (2, 0)
-    results = await w.service.results(ALICE)
+    results = await w.service.results.person_results(ALICE)
     assert [r.number for r in results.results] == [1, 2]
     assert results.best == first.summary.result
 
@@ -1487,7 +1547,7 @@ async def test_with_equal_correct_the_shorter_attempt_counts(world: World) -> No
     assert first.summary.result.duration_seconds == 600
     assert second.summary.result.duration_seconds == 360
     assert second.summary.best == second.summary.result
-    assert (await w.service.results(ALICE)).best == second.summary.result
+    assert (await w.service.results.person_results(ALICE)).best == second.summary.result
 
 
 async def test_a_later_slower_equal_attempt_does_not_replace_the_best(world: World) -> None:
@@ -1521,10 +1581,10 @@ async def test_a_third_start_is_refused(world: World) -> None:
     await take_attempt(w, ALICE, correct=3)
     await take_attempt(w, ALICE, correct=4)
 
-    await raises_code("no_attempts_left", w.service.start_attempt(ALICE))
+    await raises_code("no_attempts_left", w.service.exams.start_attempt(ALICE))
 
     assert len(w.db.attempts) == 2
-    status = await w.service.exam_status(ALICE)
+    status = await w.service.exams.exam_status(ALICE)
     assert (status.state, status.attempts_used, status.attempts_left) == (
         ExamState.NO_ATTEMPTS_LEFT,
         2,
@@ -1536,21 +1596,21 @@ async def test_a_third_start_is_refused(world: World) -> None:
 async def test_an_expired_attempt_uses_up_an_attempt(world: World) -> None:
     w = world
     seed_person(w, ALICE)
-    first = await w.service.start_attempt(ALICE)
+    first = await w.service.exams.start_attempt(ALICE)
     w.clock.set(first.deadline_at + timedelta(seconds=1))
-    await w.service.close_expired()
+    await w.service.exams.close_expired()
     await take_attempt(w, ALICE, correct=1)
-    await raises_code("no_attempts_left", w.service.start_attempt(ALICE))
+    await raises_code("no_attempts_left", w.service.exams.start_attempt(ALICE))
 
 
 async def test_status_with_the_last_attempt_overdue_and_unclosed(world: World) -> None:
     w = world
     seed_person(w, ALICE)
     await take_attempt(w, ALICE, correct=3)
-    second = await w.service.start_attempt(ALICE)
+    second = await w.service.exams.start_attempt(ALICE)
     w.clock.set(second.deadline_at + timedelta(seconds=1))
 
-    status = await w.service.exam_status(ALICE)
+    status = await w.service.exams.exam_status(ALICE)
 
     assert status.state is ExamState.NO_ATTEMPTS_LEFT
 
@@ -1583,23 +1643,24 @@ async def test_a_replacing_import_withdraws_what_the_file_lacks(world: World) ->
     w = world
     seed_person(w, ALICE)
     seed_person(w, BOB)
-    card = await w.service.start_attempt(ALICE)
+    card = await w.service.exams.start_attempt(ALICE)
     bank = sorted(w.db.questions.values(), key=lambda q: q.id)
     rows = [QuestionRow(q.topic, q.text, q.options, q.answer) for q in bank[:40]]
     fixed = replace(rows[0], text=rows[0].text + " (đã sửa)")
 
     await raises_code(
-        "bank_would_be_too_small", w.service.import_questions(rows[: QUESTIONS - 1], replace=True)
+        "bank_would_be_too_small",
+        w.service.console.import_questions(rows[: QUESTIONS - 1], replace=True),
     )
     assert w.db.withdrawn == {}
 
-    summary = await w.service.import_questions([fixed, *rows[1:]], replace=True)
+    summary = await w.service.console.import_questions([fixed, *rows[1:]], replace=True)
     assert (summary.created, summary.updated, summary.withdrawn) == (1, 39, 21)
     async with w.service.uow(write=False) as uow:
         active = {q.text for q in await uow.questions.catalog()}
     assert fixed.text in active and rows[0].text not in active and len(active) == 40
 
-    later = await w.service.start_attempt(BOB)
+    later = await w.service.exams.start_attempt(BOB)
     drawn = {item.question_id for item in w.db.attempts[later.attempt_id].items}
     assert not drawn & set(w.db.withdrawn)
     outcome = AnswerOutcome(next_card=card)
@@ -1608,7 +1669,7 @@ async def test_a_replacing_import_withdraws_what_the_file_lacks(world: World) ->
     assert outcome.summary is not None  # the attempt with withdrawn questions still ends
     assert outcome.summary.result.correct == QUESTIONS
 
-    again = await w.service.import_questions(rows, replace=True)  # the old text is back
+    again = await w.service.console.import_questions(rows, replace=True)  # the old text is back
     assert (again.created, again.updated, again.withdrawn) == (0, 40, 1)
 
 
@@ -1618,15 +1679,15 @@ async def test_warnings_are_claimed_before_older_results(world: World) -> None:
     w = world
     for telegram_id in (ALICE, BOB):
         seed_person(w, telegram_id)
-    done = await w.service.start_attempt(ALICE)
+    done = await w.service.exams.start_attempt(ALICE)
     w.clock.advance(minutes=2)
-    running = await w.service.start_attempt(BOB)
+    running = await w.service.exams.start_attempt(BOB)
     w.clock.set(done.deadline_at + timedelta(seconds=1))
-    assert await w.service.close_expired() == [done.attempt_id]  # a result is queued
+    assert await w.service.exams.close_expired() == [done.attempt_id]  # a result is queued
     w.clock.set(running.deadline_at - timedelta(seconds=50))
-    assert len(await w.service.due_warnings()) == 1  # then a warning
+    assert len(await w.service.exams.due_warnings()) == 1  # then a warning
 
-    first = await w.service.claim_notifications("me", limit=1)
-    rest = await w.service.claim_notifications("me", limit=10)
+    first = await w.service.outbox.claim("me", limit=1)
+    rest = await w.service.outbox.claim("me", limit=10)
     assert [n.kind for n in first] == [WARNING_NOTIFICATION]
     assert [n.kind for n in rest] == [RESULT_NOTIFICATION]

@@ -8,11 +8,11 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot.fake_api import FakeBotApi, FakeMessage, FakeUser
 from contest.clock import ManualClock
 from contest.importing import QuestionRow
 from contest.rules import ContestRules
 from contest.services import ContestService
+from fakes.telegram import FakeBotApi, FakeMessage, FakeUser
 from handlers.callbacks import answer_data
 from storage import models as m
 from storage.uow import SqlUnitOfWorkFactory
@@ -24,7 +24,12 @@ LABELS = "ABC"
 async def attempt_rows(engine: AsyncEngine, telegram_id: int) -> list[m.AttemptRow]:
     async with engine.connect() as conn:
         person_id = (
-            await conn.execute(select(m.PersonRow.id).where(m.PersonRow.telegram_id == telegram_id))
+            await conn.execute(
+                select(m.AccountRow.person_id).where(
+                    m.AccountRow.channel == "telegram",
+                    m.AccountRow.external_id == str(telegram_id),
+                )
+            )
         ).scalar_one()
         rows = await conn.execute(
             select(m.AttemptRow)
@@ -311,8 +316,8 @@ async def html_bank(engine: AsyncEngine, rules: ContestRules, clock: ManualClock
         )
         for i in range(25)
     ]
-    await service.import_questions(rows)
-    await service.import_units(
+    await service.console.import_questions(rows)
+    await service.console.import_units(
         [
             __import__("contest.importing", fromlist=["UnitRow"]).UnitRow(
                 "P-CATLINH",
@@ -375,7 +380,7 @@ async def test_answers_are_graded_with_the_key_as_imported_now(
         row.topic, row.text, (row.option_a, row.option_b, row.option_c), (row.answer + 1) % 3
     )
     other_process = ContestService(SqlUnitOfWorkFactory(engine_of(bot)), clock, rules)
-    await other_process.import_questions([fixed])
+    await other_process.console.import_questions([fixed])
     new_label = await correct_label(engine_of(bot), attempt_id, 0)
     assert new_label != old_label
     query = await user.press(new_label, message_id=card.message_id)

@@ -7,7 +7,7 @@ import logging
 import pytest
 from sqlalchemy import func, select
 
-from bot.fake_api import FakeBotApi
+from fakes.telegram import FakeBotApi
 from storage import models as m
 from tests.conftest import (
     BotRunner,

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contest.clock import ManualClock
-from contest.model import AttemptStatus, Group, Position
+from contest.model import Account, AttemptStatus, Group, Position
 from contest.rules import ContestRules, to_local
 from contest.services import ContestService
 from storage import models as m
@@ -55,7 +55,7 @@ class Contest:
     ) -> None:
         async with self.uow() as uow:
             await uow.persons.add(
-                telegram_id=telegram_id,
+                account=Account.telegram(telegram_id),
                 full_name=name,
                 birth_date=date(1990, 1, 1),
                 phone=phone,
@@ -82,12 +82,14 @@ class Contest:
     ) -> int:
         """Start an attempt, answer ``answered`` questions (the first ``correct`` right) and
         reach the last answer ``seconds`` after the start; returns the attempt id."""
-        card = await self.service.start_attempt(telegram_id)
+        card = await self.service.exams.start_attempt(Account.telegram(telegram_id))
         step = seconds / answered
         for position in range(answered):
             self.clock.advance(seconds=step)
             choice = await self.choice(card.attempt_id, position, position < correct)
-            await self.service.answer(telegram_id, card.attempt_id, position, choice)
+            await self.service.exams.answer(
+                Account.telegram(telegram_id), card.attempt_id, position, choice
+            )
         return card.attempt_id
 
 
@@ -118,7 +120,7 @@ async def test_ranking_ties_headers_and_in_progress_left_out(
     # Giang: the deadline closes her first attempt (unanswered questions count as wrong).
     giang = await contest.attempt(6, correct=5, seconds=120, answered=5)
     clock.advance(minutes=21)
-    assert await contest.service.close_if_expired(giang)
+    assert await contest.service.exams.close_if_expired(giang)
     await contest.attempt(6, correct=2, seconds=30, answered=2)  # her second: still open
 
     stream = BytesIO()

@@ -43,7 +43,7 @@ from telegram.ext import (
     filters,
 )
 
-from bot.fake_api import DEFAULT_TOKEN, FakeBotApi, HtmlParseError, parse_html, utf16_len
+from fakes.telegram import DEFAULT_TOKEN, FakeBotApi, HtmlParseError, parse_html, utf16_len
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -613,7 +613,7 @@ async def test_control_http_api(api: FakeBotApi, bot: Bot) -> None:
 
 def test_standalone_entry_point() -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "bot.fake_api", "--port", "0", "--token", DEFAULT_TOKEN],
+        [sys.executable, "-m", "fakes.telegram", "--port", "0", "--token", DEFAULT_TOKEN],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,

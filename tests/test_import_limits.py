@@ -8,7 +8,6 @@ from datetime import timedelta
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot.fake_api import MAX_TEXT_LENGTH, parse_html, utf16_len
 from contest.clock import ManualClock
 from contest.errors import ContestError
 from contest.importing import (
@@ -20,6 +19,7 @@ from contest.importing import (
 )
 from contest.rules import ContestRules
 from contest.services import ContestService, ExamCard
+from fakes.telegram import MAX_TEXT_LENGTH, parse_html, utf16_len
 from handlers import texts
 from storage.uow import SqlUnitOfWorkFactory
 
@@ -91,10 +91,10 @@ async def test_the_bank_cap_holds_across_imports(
     engine: AsyncEngine, rules: ContestRules, clock: ManualClock
 ) -> None:
     service = ContestService(SqlUnitOfWorkFactory(engine), clock, rules)
-    summary = await service.import_questions(rows(MAX_BANK_QUESTIONS - 1))
+    summary = await service.console.import_questions(rows(MAX_BANK_QUESTIONS - 1))
     assert summary.created == MAX_BANK_QUESTIONS - 1
     with pytest.raises(ContestError) as refused:
-        await service.import_questions(rows(2, start=MAX_BANK_QUESTIONS - 1))  # two new
+        await service.console.import_questions(rows(2, start=MAX_BANK_QUESTIONS - 1))  # two new
     assert refused.value.code == "bank_too_large"
     assert refused.value.params == {"limit": MAX_BANK_QUESTIONS, "total": MAX_BANK_QUESTIONS + 1}
     assert texts.error(refused.value.code, **refused.value.params) == (
@@ -104,10 +104,16 @@ async def test_the_bank_cap_holds_across_imports(
     )
     async with SqlUnitOfWorkFactory(engine)() as uow:
         assert await uow.questions.count() == MAX_BANK_QUESTIONS - 1  # nothing written
-    assert (await service.import_questions(rows(1, start=MAX_BANK_QUESTIONS - 1))).created == 1
-    updated = await service.import_questions(rows(10))  # the same questions again: no growth
+    assert (
+        await service.console.import_questions(rows(1, start=MAX_BANK_QUESTIONS - 1))
+    ).created == 1
+    updated = await service.console.import_questions(
+        rows(10)
+    )  # the same questions again: no growth
     assert (updated.created, updated.updated) == (0, 10)
-    replaced = await service.import_questions(rows(MAX_BANK_QUESTIONS, start=10**6), replace=True)
+    replaced = await service.console.import_questions(
+        rows(MAX_BANK_QUESTIONS, start=10**6), replace=True
+    )
     assert (replaced.created, replaced.withdrawn) == (MAX_BANK_QUESTIONS, MAX_BANK_QUESTIONS)
     async with SqlUnitOfWorkFactory(engine)() as uow:
         assert await uow.questions.count() == MAX_BANK_QUESTIONS
@@ -118,7 +124,7 @@ async def test_too_many_rows_are_refused_before_the_database(
 ) -> None:
     service = ContestService(SqlUnitOfWorkFactory(engine), clock, rules)
     with pytest.raises(ContestError) as refused:
-        await service.import_questions(rows(MAX_BANK_QUESTIONS + 1), replace=True)
+        await service.console.import_questions(rows(MAX_BANK_QUESTIONS + 1), replace=True)
     assert refused.value.code == "bank_too_large"
     async with SqlUnitOfWorkFactory(engine)() as uow:
         assert await uow.questions.count() == 0

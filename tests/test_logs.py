@@ -20,12 +20,12 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.app import build_application
-from bot.fake_api import FakeBotApi
 from bot.logs import MASK, configure_logging, register_secret, register_settings_secrets
 from bot.settings import Settings
 from bot.webhook import start_webhook, stop_webhook
 from contest.clock import ManualClock
 from contest.rules import ContestRules
+from fakes.telegram import FakeBotApi
 from tests.conftest import BotRunner, pg_engine, register_civil_servant, say
 
 SECRET = "wh_S3cret-for-the-log-test"

@@ -21,8 +21,8 @@ from aiohttp import web
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot.fake_api import FakeBotApi, FakeMessage, FakeUser
 from contest.rules import LOCAL_TZ
+from fakes.telegram import FakeBotApi, FakeMessage, FakeUser
 from storage import leases
 from storage import models as m
 from tests.conftest import (

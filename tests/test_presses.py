@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from contest.clock import ManualClock
 from contest.errors import ContestError
-from contest.model import AttemptStatus
+from contest.model import Account, AttemptStatus
 from contest.rules import ContestRules
 from contest.services import ContestService
 from storage.presses import DriverPressStores, numbered
@@ -73,13 +73,13 @@ async def test_reads_what_the_repositories_read(
         await uow.attempts.set_message(attempt_id, 1001, 77)
         await uow.commit()
     async with uows(write=False) as uow:
-        expected = await uow.attempts.owned(attempt_id, 1001)
+        expected = await uow.attempts.owned(attempt_id, Account.telegram(1001))
         key = await uow.questions.answer_of(expected.items[1].question_id if expected else 0)
     assert expected is not None
     async with presses() as store:
-        assert await store.owned(attempt_id, 1001) == expected
-        assert await store.owned(attempt_id, 1002) is None  # somebody else's
-        assert await store.owned(attempt_id + 1, 1001) is None
+        assert await store.owned(attempt_id, Account.telegram(1001)) == expected
+        assert await store.owned(attempt_id, Account.telegram(1002)) is None  # somebody else's
+        assert await store.owned(attempt_id + 1, Account.telegram(1001)) is None
         assert await store.answer_of(expected.items[1].question_id) == key
         assert await store.answer_of(10**6) is None
     assert expected.items[0].answered_at == T1
@@ -90,7 +90,7 @@ async def test_writes_what_the_repositories_read(
 ) -> None:
     finished_at = T1 + timedelta(minutes=5)
     async with presses() as store:
-        owned = await store.owned(attempt_id, 1001)
+        owned = await store.owned(attempt_id, Account.telegram(1001))
         assert owned is not None
         person = owned.person_id
         assert await store.record_answer(attempt_id, 0, 2, False, T1)
@@ -153,7 +153,7 @@ async def test_concurrent_presses_record_one(
 
     async def press(choice: int) -> Any:
         try:
-            return await service.answer(telegram_id, attempt_id, 0, choice)
+            return await service.exams.answer(telegram_id, attempt_id, 0, choice)
         except ContestError as exc:
             return exc.code
 
@@ -174,15 +174,15 @@ async def test_a_whole_attempt_through_the_press_store(
     total = rules.round1.questions
     for position in range(total):
         clock.advance(seconds=7)
-        outcome = await service.answer(telegram_id, attempt_id, position, position % 3)
+        outcome = await service.exams.answer(telegram_id, attempt_id, position, position % 3)
         if position < total - 1:
             assert outcome.next_card is not None
             assert outcome.next_card.position == position + 1
     assert outcome.summary is not None and not outcome.expired
     assert outcome.summary.result.duration_seconds == pytest.approx(7.0 * total)
-    assert outcome.summary == await service.attempt_summary(attempt_id)
+    assert outcome.summary == await service.exams.attempt_summary(attempt_id)
     with pytest.raises(ContestError) as caught:
-        await service.answer(telegram_id, attempt_id, total - 1, 0)
+        await service.exams.answer(telegram_id, attempt_id, total - 1, 0)
     assert caught.value.code == "attempt_finished"
 
 
@@ -192,9 +192,9 @@ async def test_a_press_after_the_deadline_closes_the_attempt(
     service, uows, telegram_id, attempt_id = await _service_with_presses(
         seeded, rules, clock, presses
     )
-    await service.answer(telegram_id, attempt_id, 0, 1)
+    await service.exams.answer(telegram_id, attempt_id, 0, 1)
     clock.advance(rules.round1.duration + timedelta(seconds=1))
-    outcome = await service.answer(telegram_id, attempt_id, 1, 1)
+    outcome = await service.exams.answer(telegram_id, attempt_id, 1, 1)
     assert outcome.expired and outcome.summary is not None
     assert outcome.summary.result.status is AttemptStatus.EXPIRED
     async with uows(write=False) as uow:
@@ -224,11 +224,14 @@ async def test_many_presses_on_a_small_pool_with_a_stale_question_cache(
         cards = []
         for n in range(8):
             await add(uows, 9100 + n, f"09140000{n:02d}")
-            cards.append(await starter.start_attempt(9100 + n))
+            cards.append(await starter.exams.start_attempt(Account.telegram(9100 + n)))
         pressing = ContestService(uows, clock, rules, presses=stores)  # empty cache
         async with asyncio.timeout(20):
             outcomes = await asyncio.gather(
-                *(pressing.answer(9100 + n, card.attempt_id, 0, 1) for n, card in enumerate(cards))
+                *(
+                    pressing.exams.answer(Account.telegram(9100 + n), card.attempt_id, 0, 1)
+                    for n, card in enumerate(cards)
+                )
             )
         assert [o.next_card.position if o.next_card else None for o in outcomes] == [1] * 8
     finally:
@@ -263,10 +266,13 @@ async def test_presses_beyond_the_pool_wait_for_a_connection_instead_of_opening_
         cards = []
         for n in range(24):
             await add(uows, 9200 + n, f"09150000{n:02d}")
-            cards.append(await service.start_attempt(9200 + n))
+            cards.append(await service.exams.start_attempt(Account.telegram(9200 + n)))
         async with asyncio.timeout(20):
             outcomes = await asyncio.gather(
-                *(service.answer(9200 + n, card.attempt_id, 0, 2) for n, card in enumerate(cards))
+                *(
+                    service.exams.answer(Account.telegram(9200 + n), card.attempt_id, 0, 2)
+                    for n, card in enumerate(cards)
+                )
             )
         assert [o.next_card.position if o.next_card else None for o in outcomes] == [1] * 24
         assert len(opened) <= 3
@@ -286,12 +292,12 @@ async def test_a_driver_error_surfaces_as_a_database_error(
         await conn.execute(text("ALTER TABLE attempt_items RENAME TO attempt_items_gone"))
     with pytest.raises(DBAPIError) as caught:
         async with presses() as store:
-            await store.owned(attempt_id, 1001)
+            await store.owned(attempt_id, Account.telegram(1001))
     assert type(caught.value.orig).__module__.split(".")[0] in ("sqlite3", "asyncpg")
     async with engine.begin() as conn:
         await conn.execute(text("ALTER TABLE attempt_items_gone RENAME TO attempt_items"))
     async with presses() as store:
-        assert await store.owned(attempt_id, 1001) is not None
+        assert await store.owned(attempt_id, Account.telegram(1001)) is not None
 
 
 @pytest.mark.postgres
@@ -320,7 +326,7 @@ async def test_presses_survive_a_database_restart(
         await asyncio.sleep(0.2)
         for _ in range(5):
             async with stores() as store:
-                assert await store.owned(attempt_id, 1001) is not None
+                assert await store.owned(attempt_id, Account.telegram(1001)) is not None
     finally:
         stores.close()
         await engine.dispose()

@@ -18,9 +18,9 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.app import runtime
-from bot.fake_api import FakeBotApi, FakeMessage, FakeUser
 from contest.clock import ManualClock
 from contest.services import INLINE_RESULT_GRACE
+from fakes.telegram import FakeBotApi, FakeMessage, FakeUser
 from scheduler.lease import holder_is_dead
 from storage import leases
 from storage import models as m

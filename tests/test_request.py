@@ -33,8 +33,8 @@ from telegram.error import (
 from telegram.request import BaseRequest, HTTPXRequest, RequestData
 from telegram.request._requestparameter import RequestParameter
 
-from bot.fake_api import FakeBotApi
 from bot.request import AiohttpRequest, SharedSession, build_request
+from fakes.telegram import FakeBotApi
 
 BACKENDS = ["aiohttp", "httpx"]
 CHAT = 1001

@@ -11,10 +11,10 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bench.suite import seed_attempts, seed_bank, seed_people
 from bot.app import runtime
-from bot.bench import seed_attempts, seed_bank, seed_people
-from bot.fake_api import FakeBotApi
 from contest.clock import ManualClock
+from fakes.telegram import FakeBotApi
 from scheduler.deadlines import DELIVERY_CONCURRENCY
 from scheduler.throttle import SendThrottle
 from storage import leases

@@ -28,11 +28,11 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.app import build_application
-from bot.fake_api import FakeBotApi
 from contest.clock import ManualClock
 from contest.importing import UnitRow
 from contest.model import UnitKind
 from contest.rules import ContestRules
+from fakes.telegram import FakeBotApi
 from storage.db import create_engine
 from storage.models import LeaseRow
 from storage.presses import DriverPressStores

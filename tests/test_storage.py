@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from contest.clock import ManualClock
 from contest.errors import Conflict, ContestError
 from contest.importing import QuestionRow, UnitRow
-from contest.model import AttemptItem, AttemptStatus, Group, Person, Position, UnitKind
+from contest.model import Account, AttemptItem, AttemptStatus, Group, Person, Position, UnitKind
 from contest.rules import LOCAL_TZ, ContestRules
 from contest.scoring import best_per_person, best_result
 from contest.services import RESULT_NOTIFICATION, ContestService
@@ -53,7 +53,7 @@ async def add_person(
 ) -> Person:
     async with uows() as uow:
         person = await uow.persons.add(
-            telegram_id=telegram_id,
+            account=Account.telegram(telegram_id),
             full_name="Nguyễn Văn An",
             birth_date=date(1990, 3, 25),
             phone=phone,
@@ -169,7 +169,7 @@ async def test_foreign_key_violation_is_rejected(uows: SqlUnitOfWorkFactory) -> 
     with pytest.raises(IntegrityError):
         await add_person(uows, 2001, "0912000002", unit_id=987654)
     async with uows(write=False) as uow:
-        assert await uow.persons.by_telegram(2001) is None
+        assert await uow.persons.by_account(Account.telegram(2001)) is None
 
 
 async def test_concurrent_read_then_write_units_of_work_all_succeed(
@@ -540,6 +540,9 @@ async def test_outbox_back_off_validity_and_how_rows_end(uows: SqlUnitOfWorkFact
     assert await _claim(uows, T0 + timedelta(seconds=1), "me") == []
     assert await _claim(uows, T0 + timedelta(seconds=2), "me") == ["retry"]
     # "stale" was claimed and never ended: once its claim and its validity are over, it ends.
+    async with uows() as uow:
+        assert await uow.outbox.expire(T0 + timedelta(seconds=61)) == 1
+        await uow.commit()
     assert await _claim(uows, T0 + timedelta(seconds=61), "me") == ["later"]
     # Shown elsewhere: a pending, unclaimed row can be ended by its key, a claimed one not.
     async with uows() as uow:
@@ -733,14 +736,14 @@ async def test_naive_datetimes_are_refused(uows: SqlUnitOfWorkFactory) -> None:
 
 async def start_exam(
     seeded: AsyncEngine, rules: ContestRules, clock: ManualClock
-) -> tuple[ContestService, SqlUnitOfWorkFactory, int, int]:
+) -> tuple[ContestService, SqlUnitOfWorkFactory, Account, int]:
     uows = SqlUnitOfWorkFactory(seeded)
     async with uows(write=False) as uow:
         ward = (await uow.units.page(UnitKind.WARD, 0, 1, None)).units[0]
-    telegram_id = 8001
-    await add_person(uows, telegram_id, "0912000081", unit_id=ward.id)
+    telegram_id = Account.telegram(8001)
+    await add_person(uows, 8001, "0912000081", unit_id=ward.id)
     service = ContestService(uows, clock, rules)
-    card = await service.start_attempt(telegram_id)
+    card = await service.exams.start_attempt(telegram_id)
     assert card.position == 0
     return service, uows, telegram_id, card.attempt_id
 
@@ -753,7 +756,7 @@ async def test_concurrent_answers_to_one_question_record_one(
 
     async def press(choice: int) -> Any:
         try:
-            return await service.answer(telegram_id, attempt_id, 0, choice)
+            return await service.exams.answer(telegram_id, attempt_id, 0, choice)
         except ContestError as exc:
             return exc
 
@@ -776,11 +779,11 @@ async def test_concurrent_closes_close_once(
     seeded: AsyncEngine, rules: ContestRules, clock: ManualClock
 ) -> None:
     service, uows, _, attempt_id = await start_exam(seeded, rules, clock)
-    assert await service.close_if_expired(attempt_id) is False  # not yet due
+    assert await service.exams.close_if_expired(attempt_id) is False  # not yet due
     clock.advance(rules.round1.duration + timedelta(seconds=1))
-    closed = await asyncio.gather(*(service.close_if_expired(attempt_id) for _ in range(5)))
+    closed = await asyncio.gather(*(service.exams.close_if_expired(attempt_id) for _ in range(5)))
     assert sorted(closed) == [False] * 4 + [True]
-    assert await service.close_if_expired(attempt_id) is False
+    assert await service.exams.close_if_expired(attempt_id) is False
     async with uows(write=False) as uow:
         attempt = await uow.attempts.get(attempt_id)
         assert uow.session is not None
@@ -927,14 +930,16 @@ async def test_two_processes_start_over_an_unclosed_expired_attempt(
     async with uows(write=False) as uow:
         ward = (await uow.units.page(UnitKind.WARD, 0, 1, None)).units[0]
     await add_person(uows, 8101, "0912000181", unit_id=ward.id)
-    await ContestService(uows, clock, rules).start_attempt(8101)
+    await ContestService(uows, clock, rules).exams.start_attempt(Account.telegram(8101))
     clock.advance(rules.round1.duration + timedelta(seconds=5))
     engines = [create_engine(database_url), create_engine(database_url)]
     try:
         services = [ContestService(SqlUnitOfWorkFactory(e), clock, rules) for e in engines]
         for service in services:  # open the pools and fill the bank caches first
-            await service.ranking(1)
-        cards = await asyncio.gather(*(s.start_attempt(8101) for s in services))
+            await service.results.ranking(1)
+        cards = await asyncio.gather(
+            *(s.exams.start_attempt(Account.telegram(8101)) for s in services)
+        )
     finally:
         for engine in engines:
             await engine.dispose()
@@ -976,3 +981,58 @@ async def test_a_result_without_a_duration_counts_as_zero_seconds_everywhere(
         best = best_result(await uow.attempts.results_for(person.id, 1))
     assert best is not None
     assert flagged == [best.attempt_id] == [first]
+
+
+async def test_upgrading_to_accounts_keeps_people_their_drafts_and_attempts(
+    database_url: str,
+) -> None:
+    """A database of revision 0003 (persons keyed by their Telegram id) upgraded: each
+    person gets a Telegram account, drafts are kept under theirs, attempts stay theirs."""
+    from tests.conftest import pg_engine
+
+    engine = pg_engine(database_url)
+    naive = T0.replace(tzinfo=None)
+    try:
+        async with write_transaction(engine, foreign_keys=False) as conn:
+            await conn.run_sync(lambda c: command.upgrade(alembic_config(c), "0003"))
+            await conn.execute(
+                text(
+                    "INSERT INTO persons (telegram_id, full_name, birth_date, phone, "
+                    '"group", consent_at, registered_at) VALUES '
+                    "(7001, 'An', '1990-01-01', '0912000001', 'citizen', :t, :t), "
+                    "(7002, 'Bình', '1990-01-01', '0912000002', 'citizen', :t, :t)"
+                ),
+                {"t": naive},
+            )
+            await conn.execute(
+                text(
+                    "INSERT INTO registration_drafts (telegram_id, data, updated_at) "
+                    'VALUES (7003, \'{"step": "name", "consent": true}\', :t)'
+                ),
+                {"t": naive},
+            )
+            await conn.execute(
+                text(
+                    "INSERT INTO attempts (person_id, round, number, question_count, status, "
+                    "started_at, deadline_at, correct_count, warned) "
+                    "VALUES (2, 1, 1, 20, 'in_progress', :t, :t, 0, 0)"
+                ),
+                {"t": naive},
+            )
+        await migrate(engine)
+        uows = SqlUnitOfWorkFactory(engine)
+        async with uows(write=False) as uow:
+            an = await uow.persons.by_account(Account.telegram(7001))
+            binh = await uow.persons.by_account(Account.telegram(7002))
+            assert an is not None and an.full_name == "An" and not an.locked
+            assert binh is not None and binh.id == 2
+            assert await uow.accounts.of_person(2) == [Account.telegram(7002)]
+            assert await uow.attempts.owned(1, Account.telegram(7002)) is not None
+            assert await uow.attempts.owned(1, Account.telegram(7001)) is None
+            draft = await uow.drafts.get(Account.telegram(7003))
+            assert draft is not None and draft.step.value == "name" and draft.consent
+        async with engine.connect() as conn:  # foreign keys are on again after migrating
+            if is_sqlite(engine):
+                assert (await conn.exec_driver_sql("PRAGMA foreign_keys")).scalar() == 1
+    finally:
+        await engine.dispose()

@@ -22,7 +22,6 @@ from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.app import build_application
-from bot.fake_api import FakeBotApi, FakeUser
 from bot.logs import configure_logging
 from bot.settings import Settings
 from bot.webhook import (
@@ -38,6 +37,7 @@ from bot.webhook import (
 )
 from contest.clock import ManualClock
 from contest.rules import ContestRules
+from fakes.telegram import FakeBotApi, FakeUser
 from storage.db import create_engine
 from tests.conftest import has, pg_engine, register_civil_servant, say
 from tests.test_logs import SavedLogging

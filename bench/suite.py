@@ -4,7 +4,7 @@ What runs where (``--help`` lists the knobs)::
 
     orchestrator (this command)      seeds the databases, starts the processes below,
                                      runs the data sections in worker processes, prints
-    fake process                     bot.fake_api.FakeBotApi + the load driver (the users)
+    fake process                     fakes.telegram.FakeBotApi + the load driver (the users)
     bot process                      the real bot (build_application + bot.app.start, system
                                      clock) or a no-op PTB bot, on aiohttp or httpx
 
@@ -55,9 +55,9 @@ os.environ.setdefault("PTB_TIMEDELTA", "1")
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
 
-    from bot.fake_api import FakeBotApi
     from contest.model import Question
     from contest.rules import ContestRules
+    from fakes.telegram import FakeBotApi
 
 SECTIONS = ("load", "rearm", "notify", "ranking", "export")
 TOKEN = "424242:BENCH-TOKEN"
@@ -491,7 +491,7 @@ class LoadDriver:
 
 async def _serve_fake(args: argparse.Namespace) -> int:
     """The fake Bot API server plus the load driver; commands come as JSON lines on stdin."""
-    from bot.fake_api import FakeBotApi
+    from fakes.telegram import FakeBotApi
 
     api = FakeBotApi(token=args.token, port=0, max_calls=1_000)
     await api.start()
@@ -696,7 +696,7 @@ async def _work_ranking(engine: AsyncEngine, args: argparse.Namespace) -> dict[s
     # The same through the use case the bot calls (ContestService.round2_qualifiers).
     service = ContestService(uow, SystemClock(), rules)
     started = time.perf_counter()
-    through_service = await service.round2_qualifiers()
+    through_service = await service.results.round2_qualifiers()
     use_case_s = time.perf_counter() - started
     assert len(through_service.qualified) == len(chosen.qualified)
     async with engine.connect() as conn:
@@ -831,9 +831,9 @@ async def seed_bank(engine: AsyncEngine, rules: ContestRules) -> Bank:
     uow = SqlUnitOfWorkFactory(engine)
     service = ContestService(uow, SystemClock(), rules)
     header, rows = read_table(SAMPLES / "questions.csv")
-    await service.import_questions(validate_questions(header, rows))
+    await service.console.import_questions(validate_questions(header, rows))
     header, rows = read_table(SAMPLES / "units.csv")
-    await service.import_units(validate_units(header, rows))
+    await service.console.import_units(validate_units(header, rows))
     async with uow(write=False) as work:
         questions = await work.questions.catalog()
     async with engine.connect() as conn:
@@ -868,7 +868,6 @@ async def seed_people(
         citizen = i % 3 == 0
         rows.append(
             {
-                "telegram_id": first_uid + i,
                 "full_name": f"Nguyễn Thị Thí Sinh {i + 1}",
                 "birth_date": date(1970 + i % 35, 1 + i % 12, 1 + i % 28),
                 "phone": f"09{i:08d}",
@@ -878,14 +877,30 @@ async def seed_people(
                 "ward_id": rng.choice(bank.wards) if citizen else None,
                 "consent_at": now,
                 "registered_at": now,
+                "reminders_off": False,
             }
         )
     await _insert(engine, m.PersonRow, rows)
     async with engine.connect() as conn:
-        found = await conn.execute(
-            select(m.PersonRow.id, m.PersonRow.telegram_id).order_by(m.PersonRow.id)
-        )
-        return [(row.id, row.telegram_id) for row in found]
+        # Phones are unique: find the new rows by theirs.
+        found = (await conn.execute(select(m.PersonRow.id, m.PersonRow.phone))).all()
+    by_phone = {row.phone: row.id for row in found}
+    people = [(by_phone[row["phone"]], first_uid + i) for i, row in enumerate(rows)]
+    await _insert(
+        engine,
+        m.AccountRow,
+        [
+            {
+                "channel": "telegram",
+                "external_id": str(uid),
+                "person_id": person_id,
+                "linked_at": now,
+                "last_used_at": now,
+            }
+            for person_id, uid in people
+        ],
+    )
+    return people
 
 
 async def seed_attempts(
@@ -1066,7 +1081,7 @@ class Child:
             proc = await asyncio.create_subprocess_exec(
                 sys.executable,
                 "-m",
-                "bot.bench",
+                "bench",
                 *argv,
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,

@@ -14,7 +14,7 @@ names case-insensitive) and answer ``{"ok": true, "result": ...}`` or
 ``{"ok": false, "error_code": N, "description": ...}`` with HTTP status ``N``, like Telegram.
 A small control API lives under ``/_fake/`` for a fake running in another process.
 
-Run standalone with ``python -m bot.fake_api --port 8081 --token 123456:TEST-TOKEN``.
+Run standalone with ``python -m fakes.telegram --port 8081 --token 123456:TEST-TOKEN``.
 """
 
 from __future__ import annotations
