@@ -114,7 +114,7 @@ def build_application(
     lease = LeaseGuard(engine, "scheduler", process_name(), settings.lease_seconds)
     deadlines = DeadlineScheduler(
         service,
-        TelegramNotifier(bulk_bot, throttle),
+        [TelegramNotifier(bulk_bot, throttle)],
         app.job_queue,
         lease,
         sweep_seconds=settings.sweep_seconds,

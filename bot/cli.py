@@ -19,7 +19,7 @@ from bot.logs import configure_logging, redact, register_settings_secrets
 from bot.settings import Settings
 from contest.errors import ContestError, ImportRejected
 from contest.importing import validate_questions, validate_units
-from handlers import texts
+from contest.ui import texts
 from storage.schema import DatabaseReadOnly, DatabaseUnavailable
 
 log = logging.getLogger("contest_bot")

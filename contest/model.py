@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from enum import StrEnum
+from enum import IntEnum, StrEnum
 from typing import NamedTuple
 
 
@@ -156,6 +156,41 @@ class Attempt:
 
     def expired_at(self, now: datetime) -> bool:
         return now > self.deadline_at
+
+
+class Role(IntEnum):
+    """What an account may do: organisers everything, a unit's focal person ("đầu mối") see
+    their unit's participation, contestants their own things."""
+
+    CONTESTANT = 0
+    FOCAL = 1
+    ORGANISER = 2
+
+
+@dataclass(frozen=True)
+class StaffRole:
+    """A role granted in the chat (organisers may also come from the settings)."""
+
+    account: Account
+    role: Role
+    unit_id: int | None  # a focal person's unit
+    person_id: int | None
+    granted_by: str
+    granted_at: datetime
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One organiser action, or a refused attempt at one: who, when, what, the outcome."""
+
+    at: datetime
+    actor: str  # "telegram:123"
+    action: str
+    outcome: str  # ok, refused, failed
+    target: str | None = None
+    actor_name: str | None = None
+    detail: dict[str, object] | None = None
+    id: int | None = None
 
 
 class AttemptResult(NamedTuple):

@@ -18,10 +18,13 @@ from contest.model import (
     AttemptItem,
     AttemptResult,
     AttemptStatus,
+    AuditEntry,
     Group,
     Person,
     Position,
     Question,
+    Role,
+    StaffRole,
     Unit,
     UnitKind,
 )
@@ -78,6 +81,10 @@ class PersonRepository(Protocol):
     async def by_account(self, account: Account) -> Person | None: ...
     async def by_phone(self, phone: str) -> Person | None: ...
     async def get(self, person_id: int) -> Person | None: ...
+    async def set_unreachable(self, person_id: int, when: datetime | None) -> None:
+        """Mark the person unreachable since ``when`` (None: reachable again)."""
+        ...
+
     async def add(
         self,
         *,
@@ -213,6 +220,52 @@ class OutboxRepository(Protocol):
         ...
 
 
+class StaffRepository(Protocol):
+    """Roles granted in the chat (organisers in the settings are not stored)."""
+
+    async def role_of(self, account: Account) -> StaffRole | None:
+        """The account's active role, if any."""
+        ...
+
+    async def grant(
+        self,
+        account: Account,
+        role: Role,
+        *,
+        unit_id: int | None,
+        person_id: int | None,
+        by: str,
+        now: datetime,
+    ) -> None:
+        """Give ``account`` this role (replacing any other it had)."""
+        ...
+
+    async def revoke(self, account: Account, now: datetime) -> StaffRole | None:
+        """Take the account's role away; the role it had, or None."""
+        ...
+
+    async def holders(self, role: Role | None = None) -> list[StaffRole]:
+        """Every active role (of one kind, if given)."""
+        ...
+
+
+class AuditRepository(Protocol):
+    async def record(self, entry: AuditEntry) -> None: ...
+    async def page(self, offset: int, limit: int) -> list[AuditEntry]:
+        """Newest first."""
+        ...
+
+    async def count(self) -> int: ...
+
+
+class DialogueRepository(Protocol):
+    """What a conversation waits for, per account (typed input, a numbered menu)."""
+
+    async def get(self, account: Account) -> dict[str, Any] | None: ...
+    async def put(self, account: Account, data: dict[str, Any], now: datetime) -> None: ...
+    async def clear(self, account: Account) -> None: ...
+
+
 class UnitOfWork(Protocol):
     units: UnitRepository
     questions: QuestionRepository
@@ -221,6 +274,9 @@ class UnitOfWork(Protocol):
     drafts: DraftRepository
     attempts: AttemptRepository
     outbox: OutboxRepository
+    staff: StaffRepository
+    audit: AuditRepository
+    dialogues: DialogueRepository
 
     async def __aenter__(self) -> UnitOfWork: ...
     async def __aexit__(

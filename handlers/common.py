@@ -18,7 +18,7 @@ from contest.clock import Clock
 from contest.model import Account
 from contest.rules import ContestRules
 from contest.services import ContestService
-from handlers import texts
+from contest.ui import texts
 
 log = logging.getLogger(__name__)
 

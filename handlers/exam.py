@@ -13,7 +13,8 @@ from telegram.ext import BaseHandler, CallbackQueryHandler, CommandHandler
 from contest.errors import ContestError
 from contest.model import Account
 from contest.services import ExamCard, ExamState
-from handlers import keyboards, texts
+from contest.ui import texts
+from handlers import keyboards
 from handlers.callbacks import BadCallback, parse_answer
 from handlers.common import Context, Deps, answer_query, deps, edit, edit_quick, reply, user_id
 

@@ -8,7 +8,8 @@ from telegram import Update
 from telegram.ext import BaseHandler, CallbackQueryHandler, CommandHandler, MessageHandler, filters
 
 from contest.errors import ContestError
-from handlers import keyboards, texts
+from contest.ui import texts
+from handlers import keyboards
 from handlers.common import Context, answer_query, deps, reply, user_id
 from handlers.exam import exam
 from handlers.registration import start_registration

@@ -14,7 +14,8 @@ from contest.model import Group, Position, UnitKind
 from contest.ports import UnitPage
 from contest.registration import Draft
 from contest.text import fold
-from handlers import texts
+from contest.ui import texts
+from contest.ui.reply import Menu
 from handlers.callbacks import answer_data, encode
 
 Button = InlineKeyboardButton
@@ -141,4 +142,11 @@ def answers(attempt_id: int, position: int) -> InlineKeyboardMarkup:
                 for i, label in enumerate(texts.LABELS)
             ]
         ]
+    )
+
+
+def menu_markup(menu: Menu) -> InlineKeyboardMarkup:
+    """A channel-neutral menu as inline buttons (each choice's action is its data)."""
+    return InlineKeyboardMarkup(
+        [[Button(choice.label, callback_data=choice.action) for choice in row] for row in menu.rows]
     )

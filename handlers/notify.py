@@ -1,7 +1,8 @@
-"""Messages the bot sends on its own: deadline results and warnings.
+"""Notices the bot sends on its own (results, warnings, broadcasts, reminders), on Telegram.
 
 They go through their own Bot (own connection pool) and a send throttle, so a burst of
-them never delays the answers to people pressing buttons.
+them never delays the answers to people pressing buttons. The notices themselves are
+channel-neutral (``contest.ui.notices``); this renders one for Telegram.
 """
 
 from __future__ import annotations
@@ -11,11 +12,11 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from telegram import Bot
-from telegram.error import BadRequest, RetryAfter
+from telegram.error import BadRequest, ChatMigrated, Forbidden, RetryAfter
 
-from contest.model import Account, AttemptStatus, Channel
-from contest.services import AttemptSummary, Warning_
-from handlers import texts
+from contest.model import Account, Channel
+from contest.ui.notices import Notice, Refused, Unreachable
+from handlers.keyboards import menu_markup
 from scheduler.throttle import SendThrottle
 
 log = logging.getLogger(__name__)
@@ -23,19 +24,10 @@ log = logging.getLogger(__name__)
 RETRIES = 3
 
 
-class NotOnTelegram(Exception):
-    """The person has no Telegram account to send to (they use another channel)."""
-
-
-def telegram_chat(account: Account | None) -> int:
-    """The private chat of a Telegram account (its user id)."""
-    if account is None or account.channel is not Channel.TELEGRAM:
-        raise NotOnTelegram(str(account))
-    return int(account.user_id)
-
-
 class TelegramNotifier:
-    """Renders scheduler events in Vietnamese and sends them, paced and retried."""
+    """Sends notices to Telegram accounts, paced and retried through 429s."""
+
+    channel = Channel.TELEGRAM
 
     def __init__(self, bot: Bot, throttle: SendThrottle) -> None:
         self.bot = bot
@@ -61,43 +53,34 @@ class TelegramNotifier:
                     raise
         return None
 
-    async def attempt_finished(self, summary: AttemptSummary) -> None:
-        """The deadline closed an attempt: retire its card, then send the result."""
-        chat_id = summary.chat_id or telegram_chat(summary.account)
-        if summary.chat_id is not None and summary.message_id is not None:
-            message_id = summary.message_id
-            try:
-                await self._send(
-                    chat_id,
-                    lambda: self._call(
-                        "editmessagetext",
-                        chat_id=chat_id,
-                        message_id=message_id,
-                        text=texts.card_closed(),
-                    ),
-                )
-            except BadRequest as exc:
-                log.info(
-                    "could not retire card of attempt %s: %s",
-                    summary.result.attempt_id,
-                    exc.message,
-                )
-        await self._send(
-            chat_id,
-            lambda: self._call(
-                "sendmessage",
-                chat_id=chat_id,
-                text=texts.attempt_done(
-                    summary, expired=summary.result.status is AttemptStatus.EXPIRED
-                ),
-            ),
-        )
-
-    async def warning(self, warning: Warning_) -> None:
-        chat_id = warning.chat_id or telegram_chat(warning.account)
-        await self._send(
-            chat_id,
-            lambda: self._call(
-                "sendmessage", chat_id=chat_id, text=texts.warning(warning.seconds_left)
-            ),
-        )
+    async def deliver(self, account: Account, notice: Notice) -> None:
+        """Send ``notice`` to the account's private chat (first retiring the exam card it
+        replaces, if any). Raises Unreachable or Refused on a final answer of Telegram."""
+        chat_id = int(account.user_id)
+        try:
+            if notice.retire is not None:
+                card = notice.retire
+                try:
+                    await self._send(
+                        card.chat_id,
+                        lambda: self._call(
+                            "editmessagetext",
+                            chat_id=card.chat_id,
+                            message_id=card.message_id,
+                            text=card.text,
+                        ),
+                    )
+                except BadRequest as exc:  # already edited, or deleted: the notice goes on
+                    log.info("could not retire a card: %s", exc.message)
+            fields: dict[str, object] = {"chat_id": chat_id, "text": notice.text}
+            if notice.menu:
+                fields["reply_markup"] = menu_markup(notice.menu)
+            await self._send(chat_id, lambda: self._call("sendmessage", **fields))
+        except Forbidden as exc:
+            raise Unreachable(exc.message) from exc
+        except BadRequest as exc:
+            if "chat not found" in exc.message.lower():
+                raise Unreachable(exc.message) from exc
+            raise Refused(exc.message) from exc
+        except ChatMigrated as exc:
+            raise Refused(str(exc)) from exc

@@ -11,7 +11,8 @@ from contest.errors import ContestError
 from contest.model import Account, Group, Position, UnitKind
 from contest.registration import Step
 from contest.services import ExamState, RegistrationView
-from handlers import keyboards, texts
+from contest.ui import texts
+from handlers import keyboards
 from handlers.callbacks import BadCallback, parse_int, parse_reg
 from handlers.common import Context, answer_query, deps, edit, reply, user_id
 

@@ -20,20 +20,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any, Protocol
 
-from telegram.error import BadRequest, ChatMigrated, Forbidden, TelegramError
+from telegram.error import TelegramError
 from telegram.ext import CallbackContext, Job, JobQueue
 
+import contest.ui.exam_notices  # noqa: F401  (registers the notices of attempts)
+from contest.model import Account, Channel
 from contest.ports import Notification
-from contest.services import (
-    RESULT_NOTIFICATION,
-    WARNING_NOTIFICATION,
-    AttemptSummary,
-    ContestService,
-    Warning_,
-)
+from contest.services import ContestService
+from contest.ui.notices import Notice, Refused, Unreachable, render
 from scheduler.lease import LeaseGuard, holder_name
 
 log = logging.getLogger(__name__)
@@ -49,9 +47,13 @@ DELIVERY_POLL_SECONDS = 1.0  # how often the lease holder looks at the outbox
 STOP_GRACE_SECONDS = 5.0  # at shutdown, for the sends in flight
 
 
-class Notifier(Protocol):
-    async def attempt_finished(self, summary: AttemptSummary) -> None: ...
-    async def warning(self, warning: Warning_) -> None: ...
+class ChannelSender(Protocol):
+    """Sends notices on one channel (Telegram, Zalo); raises Unreachable or Refused on a
+    final answer of the platform, anything else on a transient failure."""
+
+    channel: Channel
+
+    async def deliver(self, account: Account, notice: Notice) -> None: ...
 
 
 def process_name() -> str:
@@ -65,14 +67,15 @@ class DeadlineScheduler:
     def __init__(
         self,
         service: ContestService,
-        notifier: Notifier,
+        senders: Iterable[ChannelSender],
         job_queue: JobQueue[Any],
         lease: LeaseGuard,
         *,
         sweep_seconds: float = 10.0,
     ) -> None:
         self.service = service
-        self.notifier = notifier
+        # One sender per channel this process sends on (Telegram; Zalo).
+        self.senders: dict[Channel, ChannelSender] = {sender.channel: sender for sender in senders}
         self.job_queue = job_queue
         self.lease = lease
         self.sweep_seconds = sweep_seconds
@@ -193,7 +196,7 @@ class DeadlineScheduler:
     async def deliver(self) -> int:
         """Send pending notifications from the outbox; returns how many were sent.
 
-        Up to DELIVERY_CONCURRENCY are in flight at once, paced by the notifier's throttle;
+        Up to DELIVERY_CONCURRENCY are in flight at once, paced by each sender's throttle;
         more are claimed whenever half of them are done. Each notification is handled on
         its own and never holds back the others: a transient failure is retried after a
         back-off for as long as the notification is valid; only a final answer of the
@@ -267,35 +270,27 @@ class DeadlineScheduler:
 
     async def _deliver_one(self, note: Notification) -> int:
         try:
-            said = False
-            if note.kind == RESULT_NOTIFICATION:
-                summary = await self.service.exams.attempt_summary(int(note.payload["attempt_id"]))
-                if summary is not None:
-                    await self.notifier.attempt_finished(summary)
-                    said = True
-            elif note.kind == WARNING_NOTIFICATION:
-                warning = await self.service.exams.warning_for(int(note.payload["attempt_id"]))
-                if warning is not None:  # else the attempt ended first: nothing to say
-                    await self.notifier.warning(warning)
-                    said = True
-            else:
-                log.error("notification %s of unknown kind %r", note.id, note.kind)
-            if said:
-                await self.service.outbox.sent(note.id)
-                return 1
-            await self.service.outbox.ended(note.id, "skipped")
-            return 0
-        except Forbidden as exc:
-            # Blocked by the person, or deactivated: sending again would fail again.
+            notice = await render(self.service, note)
+            if notice is None:  # nothing left to say (a warning for an attempt over)
+                await self.service.outbox.ended(note.id, "skipped")
+                return 0
+            account = await self.service.outbox.recipient(note.person_id, self.senders)
+            if account is None:
+                await self.service.outbox.ended(note.id, "skipped", "no account to send to")
+                return 0
+            await self.senders[account.channel].deliver(account, notice)
+            await self.service.outbox.sent(note.id)
+            return 1
+        except Unreachable as exc:
+            # Blocked by the person, or the chat is gone: sending again would fail again.
             log.info("notification %s: the person cannot be reached", note.id)
-            await self.service.outbox.ended(note.id, "blocked", exc.message)
-        except (BadRequest, ChatMigrated) as exc:
-            # A final refusal of this request ("chat not found" among them).
-            outcome = "blocked" if "chat not found" in str(exc).lower() else "refused"
-            log.warning("notification %s refused by Telegram: %s", note.id, type(exc).__name__)
-            await self.service.outbox.ended(note.id, outcome, str(exc))
+            await self.service.outbox.ended(note.id, "blocked", str(exc))
+            await self.service.outbox.unreachable(note.person_id)
+        except Refused as exc:
+            log.warning("notification %s refused by the platform", note.id)
+            await self.service.outbox.ended(note.id, "refused", str(exc))
         except Exception as exc:  # network trouble, 5xx, 429 after retries, or a bug
-            # Only the kind and Telegram's own words: a transport error can quote the URL.
+            # Only the kind and the platform's own words: a transport error can quote the URL.
             detail = f": {exc.message}" if isinstance(exc, TelegramError) else ""
             when = await self.service.outbox.retry(note, type(exc).__name__ + detail)
             log.warning(

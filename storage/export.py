@@ -80,7 +80,7 @@ ATTEMPT_HEADERS = (
 _RANKING_WIDTHS = (7, 30, 26, 40, 34, 12, 12, 16, 14, 22, 15)
 _ATTEMPT_WIDTHS = (30, 9, 14, 12, 12, 16, 22, 22, 14, 15)
 
-# The same wording as the bot uses (handlers/texts.py); storage does not import handlers.
+# The same wording as the bot uses (contest/ui/texts.py).
 GROUP_LABELS = {
     Group.CIVIL_SERVANT.value: "Cán bộ, công chức, viên chức",
     Group.CITIZEN.value: "Công dân",

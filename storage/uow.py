@@ -11,10 +11,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from contest.ports import (
     AccountRepository,
     AttemptRepository,
+    AuditRepository,
+    DialogueRepository,
     DraftRepository,
     OutboxRepository,
     PersonRepository,
     QuestionRepository,
+    StaffRepository,
     UnitRepository,
 )
 from storage.db import acquire_writer, is_sqlite, session_factory, writer_lock
@@ -29,6 +32,7 @@ from storage.repositories import (
     SqlUnits,
 )
 from storage.sqlite_inline import waiting_until
+from storage.staff import SqlAudit, SqlDialogues, SqlStaff
 
 
 class SqlUnitOfWork:
@@ -41,6 +45,9 @@ class SqlUnitOfWork:
     drafts: DraftRepository
     attempts: AttemptRepository
     outbox: OutboxRepository
+    staff: StaffRepository
+    audit: AuditRepository
+    dialogues: DialogueRepository
 
     # Every repository of a unit of work, by attribute name (one instance per transaction).
     REPOSITORIES: ClassVar[dict[str, type[SqlRepository]]] = {
@@ -51,6 +58,9 @@ class SqlUnitOfWork:
         "drafts": SqlDrafts,
         "attempts": SqlAttempts,
         "outbox": SqlOutbox,
+        "staff": SqlStaff,
+        "audit": SqlAudit,
+        "dialogues": SqlDialogues,
     }
 
     def __init__(

@@ -224,6 +224,11 @@ class FakeQuestions(_Repo):
 
 
 class FakePersons(_Repo):
+    async def set_unreachable(self, person_id: int, when: datetime | None) -> None:
+        await _yield()
+        self.uow.writing(self.db.persons, person_id)
+        self.db.persons[person_id] = replace(self.db.persons[person_id], unreachable_at=when)
+
     async def by_account(self, account: Account) -> Person | None:
         await _yield()
         linked = self.db.accounts.get(account)

@@ -31,7 +31,7 @@ from contest.importing import (
     validate_questions,
     validate_units,
 )
-from handlers import texts
+from contest.ui import texts
 from storage.files import (
     MAX_COLUMNS,
     MAX_COMPRESSION_RATIO,

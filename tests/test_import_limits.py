@@ -19,8 +19,8 @@ from contest.importing import (
 )
 from contest.rules import ContestRules
 from contest.services import ContestService, ExamCard
+from contest.ui import texts
 from fakes.telegram import MAX_TEXT_LENGTH, parse_html, utf16_len
-from handlers import texts
 from storage.uow import SqlUnitOfWorkFactory
 
 TELEGRAM_LIMIT = 4096

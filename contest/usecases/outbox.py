@@ -5,8 +5,10 @@ for as long as the notification is meaningful; only a final answer ends it unsen
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime, timedelta
 
+from contest.model import Account, Channel
 from contest.ports import Notification
 from contest.usecases.base import Context, UseCase
 
@@ -80,6 +82,29 @@ class Outbox(UseCase):
         ``refused``: the row keeps why) or there was nothing left to say (``skipped``)."""
         async with self.uow() as uow:
             await uow.outbox.end(notification_id, self.clock.now(), outcome, error)
+            await uow.commit()
+
+    async def recipient(
+        self, person_id: int | None, channels: Collection[Channel]
+    ) -> Account | None:
+        """Where a notice to the person goes: the account they used last, among the
+        channels this process sends on."""
+        if person_id is None:
+            return None
+        async with self.uow(write=False) as uow:
+            accounts = await uow.accounts.of_person(person_id)
+            preferred = await uow.accounts.preferred(person_id)
+        if preferred is not None and preferred.channel in channels:
+            return preferred
+        return next((a for a in accounts if a.channel in channels), None)
+
+    async def unreachable(self, person_id: int | None) -> None:
+        """The platform said the person cannot be reached: bulk sends skip them from now
+        on, until they write to the bot again."""
+        if person_id is None:
+            return
+        async with self.uow() as uow:
+            await uow.persons.set_unreachable(person_id, self.clock.now())
             await uow.commit()
 
     async def retry(self, note: Notification, error: str) -> datetime:
