@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
-from telegram import Bot, BotCommand
+from telegram import Bot
 from telegram.ext import Application, ApplicationBuilder
 
 from bot.logs import register_settings_secrets
@@ -16,10 +16,13 @@ from bot.processor import PerChatUpdateProcessor
 from bot.request import SharedSession, build_request
 from bot.settings import Settings
 from contest.clock import Clock, SystemClock
+from contest.model import Account
 from contest.rules import ContestRules
 from contest.services import ContestService
-from handlers import exam, info, registration
+from contest.ui.router import Ui
+from handlers import console, exam, info, registration
 from handlers.common import DEPS_KEY, Deps, on_error
+from handlers.console import CONTESTANT_COMMANDS, UI_KEY, refresh_menus
 from handlers.notify import TelegramNotifier
 from scheduler.deadlines import DELIVERY_CONCURRENCY, DeadlineScheduler, process_name
 from scheduler.lease import LeaseGuard
@@ -34,15 +37,6 @@ log = logging.getLogger(__name__)
 RUNTIME_KEY = "contest_runtime"
 ALLOWED_UPDATES = ["message", "callback_query"]
 GC_THRESHOLD = 20_000  # allocations between young-generation collections (CPython: 700)
-COMMANDS = [
-    BotCommand("start", "Giới thiệu cuộc thi"),
-    BotCommand("dangky", "Đăng ký dự thi"),
-    BotCommand("thi", "Vào thi vòng 1"),
-    BotCommand("ketqua", "Xem kết quả thi"),
-    BotCommand("hoso", "Xem hồ sơ dự thi"),
-    BotCommand("thele", "Thể lệ cuộc thi"),
-    BotCommand("huongdan", "Hướng dẫn dự thi"),
-]
 
 
 class MissingToken(Exception):
@@ -101,7 +95,10 @@ def build_application(
     clock = clock or SystemClock()
     engine = engine or create_engine(settings.database_url, pg_pool_size=settings.db_pool_size)
     presses = DriverPressStores(engine) if DriverPressStores.supports(engine) else None
-    service = ContestService(SqlUnitOfWorkFactory(engine), clock, rules, presses=presses)
+    admins = frozenset(Account.telegram(user) for user in settings.admin_ids)
+    service = ContestService(
+        SqlUnitOfWorkFactory(engine), clock, rules, presses=presses, admins=admins
+    )
     assert app.job_queue is not None, "python-telegram-bot[job-queue] is required"
     # Messages the bot sends on its own use a Bot of their own: own pool, own pace.
     bulk_bot = Bot(
@@ -123,7 +120,8 @@ def build_application(
     app.bot_data[DEPS_KEY] = Deps(service, rules, clock, settings.admin_ids)
     app.bot_data[RUNTIME_KEY] = Runtime(engine, service, deadlines, bulk_bot, lease, presses)
 
-    for module in (info, registration, exam):
+    app.bot_data[UI_KEY] = Ui(service)
+    for module in (console, info, registration, exam):
         for handler in module.handlers():
             app.add_handler(handler)
     for handler in info.fallbacks():
@@ -143,9 +141,10 @@ async def _post_init(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
     await migrate(rt.engine)
     await rt.bulk_bot.initialize()
     try:
-        await app.bot.set_my_commands(COMMANDS)
+        await app.bot.set_my_commands(CONTESTANT_COMMANDS)
+        await refresh_menus(app)  # organisers' and focal persons' chats: the console too
     except Exception as exc:  # not worth refusing to start over a menu
-        log.warning("could not set the command menu: %s", exc)
+        log.warning("could not set the command menu: %s", type(exc).__name__)
     held, _ = await rt.lease.renew()
     if held:
         await rt.deadlines.rearm()

@@ -177,6 +177,7 @@ class StaffRole:
     person_id: int | None
     granted_by: str
     granted_at: datetime
+    revoked_at: datetime | None = None
 
 
 @dataclass(frozen=True)

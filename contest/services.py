@@ -11,6 +11,7 @@ from __future__ import annotations
 import random
 
 from contest.clock import Clock
+from contest.model import Account
 from contest.ports import AttemptTimer, PressStoreFactory, UnitOfWorkFactory
 from contest.rules import ContestRules
 from contest.usecases.base import Context
@@ -33,6 +34,7 @@ from contest.usecases.outbox import (
 )
 from contest.usecases.registration import Profile, Registration, RegistrationView
 from contest.usecases.results import Results, ResultsView
+from contest.usecases.staff import Staff
 
 __all__ = [
     "INLINE_RESULT_GRACE",
@@ -64,8 +66,9 @@ class ContestService:
         rng: random.Random | None = None,
         timer: AttemptTimer | None = None,
         presses: PressStoreFactory | None = None,
+        admins: frozenset[Account] = frozenset(),
     ) -> None:
-        self.ctx = Context(uow, clock, rules, presses=presses)
+        self.ctx = Context(uow, clock, rules, presses=presses, admins=admins)
         if rng is not None:
             self.ctx.rng = rng
         if timer is not None:
@@ -75,6 +78,7 @@ class ContestService:
         self.results = Results(self.ctx)
         self.outbox = Outbox(self.ctx)
         self.console = Console(self.ctx)
+        self.staff = Staff(self.ctx)
 
     @property
     def uow(self) -> UnitOfWorkFactory:

@@ -15,6 +15,7 @@ from contest.ui import texts
 from handlers import keyboards
 from handlers.callbacks import BadCallback, parse_int, parse_reg
 from handlers.common import Context, answer_query, deps, edit, reply, user_id
+from handlers.console import typed_input
 
 # New messages in a private chat: an edited message or a channel post is not an answer.
 PRIVATE_MESSAGE = filters.UpdateType.MESSAGE & filters.ChatType.PRIVATE
@@ -64,8 +65,11 @@ async def start_registration(update: Update, context: Context) -> None:
 
 
 async def on_text(update: Update, context: Context) -> None:
-    """Typed text: a registration answer or unit search; otherwise a gentle hint."""
+    """Typed text: what a console reply asked for, a registration answer or unit search;
+    otherwise a gentle hint."""
     assert update.message is not None and update.message.text is not None
+    if await typed_input(update, context):
+        return
     d = deps(context)
     uid = user_id(update)
     try:

@@ -95,6 +95,10 @@ class SqlUnits(SqlRepository):
         row = await self.session.get(m.UnitRow, unit_id)
         return to_unit(row) if row else None
 
+    async def by_code(self, code: str) -> Unit | None:
+        row = await self.session.scalar(select(m.UnitRow).where(m.UnitRow.code == code))
+        return to_unit(row) if row else None
+
     async def page(self, kind: UnitKind, page: int, size: int, query: str | None) -> UnitPage:
         conditions = [m.UnitRow.kind == kind.value]
         if query:

@@ -30,6 +30,7 @@ def _staff(row: Any) -> StaffRole:
         person_id=row.person_id,
         granted_by=row.granted_by,
         granted_at=row.granted_at,
+        revoked_at=row.revoked_at,
     )
 
 
@@ -92,9 +93,11 @@ class SqlStaff(SqlRepository):
         )
         return current
 
-    async def holders(self, role: Role | None = None) -> list[StaffRole]:
+    async def holders(self, role: Role | None = None, *, revoked: bool = False) -> list[StaffRole]:
         conn = await self._connection()
-        stmt = select(ROLES).where(ROLES.c.revoked_at.is_(None)).order_by(ROLES.c.id)
+        stmt = select(ROLES).order_by(ROLES.c.id)
+        if not revoked:
+            stmt = stmt.where(ROLES.c.revoked_at.is_(None))
         if role is not None:
             stmt = stmt.where(ROLES.c.role == _ROLE_NAMES[role])
         return [_staff(row) for row in await conn.execute(stmt)]

@@ -149,6 +149,10 @@ class FakeUnits(_Repo):
         await _yield()
         return self.db.units.get(unit_id)
 
+    async def by_code(self, code: str) -> Unit | None:
+        await _yield()
+        return next((u for u in self.db.units.values() if u.code == code), None)
+
     async def page(self, kind: UnitKind, page: int, size: int, query: str | None) -> UnitPage:
         await _yield()
         units = sorted(

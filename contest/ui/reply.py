@@ -70,3 +70,4 @@ class Reply:
     new_message: bool = False  # do not replace the pressed message: send a new one
     expect: Expect | None = None
     cancel_input: bool = True  # a reply without ``expect`` ends any input being awaited
+    roles_changed: bool = False  # staff roles changed: channels refresh their command menus

@@ -7,7 +7,7 @@ from datetime import date, datetime, time, timedelta
 from html import escape
 
 from contest.errors import ImportProblem
-from contest.model import AttemptResult, Group, Position, Unit, UnitKind
+from contest.model import AttemptResult, Group, Position, Role, Unit, UnitKind
 from contest.ports import UnitPage
 from contest.registration import Draft
 from contest.rules import ContestRules, RoundRules, to_local
@@ -479,6 +479,50 @@ ERRORS: dict[str, str] = {
     "use_phone_button": "Vui lòng không gõ số điện thoại: hãy bấm nút “Chia sẻ số điện thoại” "
     "ở bàn phím bên dưới để xác thực.",
 }
+
+
+UPLOAD_FAILED = "Không tải được tệp từ Telegram. Vui lòng gửi lại sau ít phút."
+
+
+def upload_too_big(size: int, limit: int) -> str:
+    return (
+        f"Tệp quá lớn ({size / 1024 / 1024:.1f} MB). Hệ thống chỉ nhận tệp tối đa "
+        f"{limit // (1024 * 1024)} MB gửi qua cuộc trò chuyện; với tệp lớn hơn, hãy dùng lệnh "
+        "contest-bot trên máy chủ."
+    )
+
+
+ROLE_NAMES = {
+    Role.ORGANISER: "Ban Tổ chức",
+    Role.FOCAL: "đầu mối của đơn vị",
+    Role.CONTESTANT: "thí sinh",
+}
+
+
+def refusal(needed: Role) -> str:
+    """A person without the role a console command needs."""
+    if needed is Role.ORGANISER:
+        return "⛔ Chức năng này chỉ dành cho Ban Tổ chức. Yêu cầu của bạn đã được ghi lại."
+    return (
+        "⛔ Chức năng này chỉ dành cho Ban Tổ chức và đầu mối của các đơn vị. "
+        "Yêu cầu của bạn đã được ghi lại."
+    )
+
+
+ERRORS.update(
+    {
+        "admin_in_settings": "Tài khoản này là thành viên Ban Tổ chức theo cấu hình "
+        "(CONTEST_ADMIN_IDS), không thay đổi được quyền trong cuộc trò chuyện.",
+        "no_role": "Tài khoản này không có quyền nào được cấp trong cuộc trò chuyện.",
+        "unit_code_unknown": "Không có đơn vị nào có mã “{unit_code}”. Gõ /donvi để xem "
+        "danh sách mã đơn vị.",
+        "target_invalid": "Không nhận ra “{target}”. Hãy ghi số điện thoại đã đăng ký của "
+        "thí sinh (ví dụ 0912345678) hoặc mã tài khoản (ví dụ telegram:123456789).",
+        "phone_unknown": "Chưa có thí sinh nào đăng ký với số điện thoại {phone}.",
+        "no_uploads": "Hệ thống chưa nhận tệp gửi lên.",
+        "missing_argument": "Thiếu thông tin. {usage}",
+    }
+)
 
 
 def error(code: str, **params: object) -> str:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 
 from contest.clock import Clock
-from contest.model import Question
+from contest.model import Account, Question
 from contest.ports import (
     AttemptTimer,
     NullTimer,
@@ -93,6 +93,8 @@ class Context:
     rng: random.Random = field(default_factory=random.SystemRandom)
     timer: AttemptTimer = field(default_factory=NullTimer)
     presses: PressStoreFactory | None = None
+    # Organisers named in the settings (CONTEST_ADMIN_IDS and the like), on any channel.
+    admins: frozenset[Account] = frozenset()
     bank: QuestionCache = field(init=False)
 
     def __post_init__(self) -> None:

@@ -1,0 +1,4 @@
+"""The screens of the organisers' console, one module per feature. Importing this package
+registers every route on ``contest.ui.router.CONSOLE``."""
+
+from contest.ui.console import staff  # noqa: F401
