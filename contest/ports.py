@@ -28,6 +28,7 @@ from contest.model import (
     Unit,
     UnitKind,
 )
+from contest.participation import Totals, UnitCounts
 from contest.registration import Draft
 
 
@@ -267,6 +268,16 @@ class DialogueRepository(Protocol):
     async def clear(self, account: Account) -> None: ...
 
 
+class StatsRepository(Protocol):
+    """Aggregates over the whole contest (the organisers' console)."""
+
+    async def unit_counts(self, round: int) -> list[UnitCounts]:
+        """Every unit's civil servants: registered, taking part, leaders taking part."""
+        ...
+
+    async def totals(self, round: int) -> Totals: ...
+
+
 class UnitOfWork(Protocol):
     units: UnitRepository
     questions: QuestionRepository
@@ -278,6 +289,7 @@ class UnitOfWork(Protocol):
     staff: StaffRepository
     audit: AuditRepository
     dialogues: DialogueRepository
+    stats: StatsRepository
 
     async def __aenter__(self) -> UnitOfWork: ...
     async def __aexit__(

@@ -35,6 +35,7 @@ from contest.usecases.outbox import (
 from contest.usecases.registration import Profile, Registration, RegistrationView
 from contest.usecases.results import Results, ResultsView
 from contest.usecases.staff import Staff
+from contest.usecases.stats import Stats
 
 __all__ = [
     "INLINE_RESULT_GRACE",
@@ -79,6 +80,7 @@ class ContestService:
         self.outbox = Outbox(self.ctx)
         self.console = Console(self.ctx)
         self.staff = Staff(self.ctx)
+        self.stats = Stats(self.ctx)
 
     @property
     def uow(self) -> UnitOfWorkFactory:

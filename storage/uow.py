@@ -18,6 +18,7 @@ from contest.ports import (
     PersonRepository,
     QuestionRepository,
     StaffRepository,
+    StatsRepository,
     UnitRepository,
 )
 from storage.db import acquire_writer, is_sqlite, session_factory, writer_lock
@@ -33,6 +34,7 @@ from storage.repositories import (
 )
 from storage.sqlite_inline import waiting_until
 from storage.staff import SqlAudit, SqlDialogues, SqlStaff
+from storage.stats import SqlStats
 
 
 class SqlUnitOfWork:
@@ -48,6 +50,7 @@ class SqlUnitOfWork:
     staff: StaffRepository
     audit: AuditRepository
     dialogues: DialogueRepository
+    stats: StatsRepository
 
     # Every repository of a unit of work, by attribute name (one instance per transaction).
     REPOSITORIES: ClassVar[dict[str, type[SqlRepository]]] = {
@@ -61,6 +64,7 @@ class SqlUnitOfWork:
         "staff": SqlStaff,
         "audit": SqlAudit,
         "dialogues": SqlDialogues,
+        "stats": SqlStats,
     }
 
     def __init__(
