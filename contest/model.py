@@ -208,6 +208,7 @@ class AttemptResult(NamedTuple):
     duration_seconds: float
     finished_at: datetime
     status: AttemptStatus
+    prediction: int | None = None  # the number typed at the end, when the tie rule asks
 
     @property
     def ratio(self) -> float:

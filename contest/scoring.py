@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import math
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 from operator import attrgetter
 from typing import NamedTuple
 
@@ -12,28 +14,81 @@ from contest.model import AttemptResult
 from contest.rules import PrizeRules
 
 
+class TieBreak(StrEnum):
+    """What separates equal numbers of correct answers, in the order the contest file
+    gives (``tie_break = ["prediction", "time"]``)."""
+
+    PREDICTION = "prediction"  # the prediction closest to the official figure
+    TIME = "time"  # the shorter time
+
+
+@dataclass(frozen=True)
+class TieRule:
+    """The tie rule in force: most correct answers, then ``breaks`` in order, then the
+    earlier submission (and the attempt id: a total order, so nothing is settled by
+    chance). ``official`` is the prediction question's official figure, once known: before
+    that, predictions separate nobody."""
+
+    breaks: tuple[TieBreak, ...] = (TieBreak.TIME,)
+    official: int | None = None
+
+    @property
+    def uses_prediction(self) -> bool:
+        return TieBreak.PREDICTION in self.breaks
+
+    def distance(self, result: AttemptResult) -> float:
+        """How far a prediction is from the official figure (unknown: infinitely far)."""
+        if self.official is None or result.prediction is None:
+            return math.inf
+        return float(abs(result.prediction - self.official))
+
+    def score(self, result: AttemptResult) -> tuple[float, ...]:
+        """What equal ranks share: correct answers, then the tie breaks."""
+        parts: list[float] = [-result.correct]
+        for tie in self.breaks:
+            if tie is TieBreak.PREDICTION:
+                parts.append(self.distance(result))
+            else:
+                parts.append(result.duration_seconds)
+        return tuple(parts)
+
+    def key(self, result: AttemptResult) -> tuple[object, ...]:
+        """The full order: the score, then the earlier submission, then the attempt id."""
+        return (*self.score(result), result.finished_at, result.attempt_id)
+
+
+TIME_ONLY = TieRule()
+
+
 def result_key(result: AttemptResult) -> tuple[int, float, datetime, int]:
     """Sort key: most correct, then shorter time, then the earlier submission."""
     return (-result.correct, result.duration_seconds, result.finished_at, result.attempt_id)
 
 
-def best_result(results: Iterable[AttemptResult]) -> AttemptResult | None:
+def best_result(
+    results: Iterable[AttemptResult], rule: TieRule = TIME_ONLY
+) -> AttemptResult | None:
     """The attempt that counts, or None when there is none."""
-    return min(results, key=result_key, default=None)
+    if rule == TIME_ONLY:
+        return min(results, key=result_key, default=None)
+    return min(results, key=rule.key, default=None)
 
 
-def best_per_person(results: Iterable[AttemptResult]) -> dict[int, AttemptResult]:
+def best_per_person(
+    results: Iterable[AttemptResult], rule: TieRule = TIME_ONLY
+) -> dict[int, AttemptResult]:
     """The counting attempt of every person."""
+    key = result_key if rule == TIME_ONLY else rule.key
     best: dict[int, AttemptResult] = {}
     for result in results:
         current = best.get(result.person_id)
-        if current is None or result_key(result) < result_key(current):
+        if current is None or key(result) < key(current):
             best[result.person_id] = result
     return best
 
 
 class Ranked(NamedTuple):
-    rank: int  # 1-based; equal (correct, duration) share a rank
+    rank: int  # 1-based; equal scores (correct, then the tie breaks) share a rank
     result: AttemptResult
 
 
@@ -45,17 +100,27 @@ def in_result_order(results: Iterable[AttemptResult]) -> list[AttemptResult]:
     return ordered
 
 
-def rank(results: Iterable[AttemptResult]) -> list[Ranked]:
-    """Rank the best attempt of each person (competition ranking, ties share a rank)."""
-    ordered = in_result_order(best_per_person(results).values())
+def rank(results: Iterable[AttemptResult], rule: TieRule = TIME_ONLY) -> list[Ranked]:
+    """Rank the best attempt of each person (competition ranking: equal scores share a
+    rank; the earlier submission only orders them)."""
+    if rule == TIME_ONLY:
+        ordered = in_result_order(best_per_person(results).values())
+        return _ranks(ordered, lambda r: (r.correct, r.duration_seconds))
+    ordered = sorted(best_per_person(results, rule).values(), key=rule.key)
+    return _ranks(ordered, rule.score)
+
+
+def _ranks(
+    ordered: Sequence[AttemptResult], score: Callable[[AttemptResult], object]
+) -> list[Ranked]:
     ranked: list[Ranked] = []
-    previous: tuple[int, float] | None = None
+    previous: object = None
     current_rank = 0
     for index, result in enumerate(ordered, start=1):
-        score = (result.correct, result.duration_seconds)
-        if score != previous:
+        this = score(result)
+        if this != previous:
             current_rank = index
-            previous = score
+            previous = this
         ranked.append(Ranked(current_rank, result))
     return ranked
 
