@@ -268,6 +268,47 @@ class DialogueRepository(Protocol):
     async def clear(self, account: Account) -> None: ...
 
 
+@dataclass(frozen=True)
+class Colleague:
+    """A registered civil servant of a unit, as the unit's focal person sees them."""
+
+    person_id: int
+    full_name: str
+    leader: bool
+    finished: int  # finished attempts of the round
+    in_progress: bool  # an attempt of the round is open now
+    took_part: bool  # has a counting attempt in the round (a participant)
+    best: float | None  # the counting attempt's share of correct answers (0..1)
+
+
+@dataclass(frozen=True)
+class Standing:
+    """One row of the leaderboard: a person's counting attempt and its place.
+
+    ``position`` is 1-based in the full order (most correct, shorter time, earlier
+    submission); ``rank`` is the competition rank, shared by equal correct and time."""
+
+    position: int
+    rank: int
+    person_id: int
+    full_name: str
+    place: str | None  # the unit of a civil servant, the ward of a citizen
+    citizen: bool
+    correct: int
+    total: int
+    duration_seconds: float
+    finished_at: datetime
+
+
+@dataclass(frozen=True)
+class PersonLabel:
+    """How the leaderboard names a person."""
+
+    full_name: str
+    place: str | None  # the unit of a civil servant, the ward of a citizen
+    citizen: bool
+
+
 class StatsRepository(Protocol):
     """Aggregates over the whole contest (the organisers' console)."""
 
@@ -276,6 +317,38 @@ class StatsRepository(Protocol):
         ...
 
     async def totals(self, round: int) -> Totals: ...
+    async def participation(self, round: int) -> tuple[list[UnitCounts], Totals]:
+        """``unit_counts`` and ``totals`` at once (one reading of the persons)."""
+        ...
+
+    async def colleagues(self, unit_id: int, round: int) -> list[Colleague]:
+        """The unit's registered civil servants (locked ones left out)."""
+        ...
+
+    async def ranked_count(self, round: int) -> int:
+        """How many persons have a counting attempt in the round (locked ones left out)."""
+        ...
+
+    async def standings(self, round: int, first: int, last: int) -> list[Standing]:
+        """The leaderboard's rows at positions ``first``..``last`` (1-based, inclusive),
+        locked persons left out; ranked as ``contest.scoring.rank`` ranks."""
+        ...
+
+    async def labels(self, person_ids: Sequence[int]) -> dict[int, PersonLabel]:
+        """Names and places of a few persons (a leaderboard page ranked in memory)."""
+        ...
+
+
+class LockRepository(Protocol):
+    """Locking a person out of attempts and rankings (compare-and-set on ``locked_at``)."""
+
+    async def lock(self, person_id: int, when: datetime, reason: str) -> bool:
+        """Lock the person unless already locked; False when they were."""
+        ...
+
+    async def unlock(self, person_id: int) -> bool:
+        """Unlock the person if locked; False when they were not."""
+        ...
 
 
 class UnitOfWork(Protocol):
@@ -290,6 +363,7 @@ class UnitOfWork(Protocol):
     audit: AuditRepository
     dialogues: DialogueRepository
     stats: StatsRepository
+    locks: LockRepository
 
     async def __aenter__(self) -> UnitOfWork: ...
     async def __aexit__(

@@ -40,6 +40,8 @@ async def exam(update: Update, context: Context) -> None:
     elif status.state is ExamState.IN_PROGRESS:
         assert status.card is not None
         await _resume(update, context, status.card)
+    elif status.state is ExamState.LOCKED:
+        await reply(update, texts.account_locked(status.lock_reason))
     elif status.state is ExamState.NOT_OPEN:
         await reply(update, texts.round_not_open(rules))
     elif status.state is ExamState.CLOSED:

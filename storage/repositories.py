@@ -614,12 +614,14 @@ class SqlAttempts(SqlRepository):
 
     async def best_results(self, round: int) -> list[AttemptResult]:
         """Each person's counting attempt (flagged by every finish: most correct, shorter
-        time, earlier submission), so ranking reads one row per person.
+        time, earlier submission), so ranking reads one row per person. Locked persons are
+        left out (their attempts, even one finished after the lock, do not count).
 
         A whole round is read (100,000 rows for a city): the rows come as the driver gives
         them and are converted here, without SQLAlchemy's per-value result processing.
         """
         a = ATTEMPTS.c
+        locked = select(PERSONS.c.id).where(PERSONS.c.locked_at.is_not(None))
         stmt = select(
             a.id,
             a.person_id,
@@ -630,7 +632,7 @@ class SqlAttempts(SqlRepository):
             a.duration_seconds,
             a.finished_at,
             a.status,
-        ).where(a.round == round, a.counting.is_(True))
+        ).where(a.round == round, a.counting.is_(True), a.person_id.not_in(locked))
         conn = await self._connection()
         # The round number is our own integer: rendered inline, the SQL runs as it is.
         sql = str(stmt.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))

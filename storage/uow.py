@@ -14,6 +14,7 @@ from contest.ports import (
     AuditRepository,
     DialogueRepository,
     DraftRepository,
+    LockRepository,
     OutboxRepository,
     PersonRepository,
     QuestionRepository,
@@ -34,7 +35,7 @@ from storage.repositories import (
 )
 from storage.sqlite_inline import waiting_until
 from storage.staff import SqlAudit, SqlDialogues, SqlStaff
-from storage.stats import SqlStats
+from storage.stats import SqlLocks, SqlStats
 
 
 class SqlUnitOfWork:
@@ -51,6 +52,7 @@ class SqlUnitOfWork:
     audit: AuditRepository
     dialogues: DialogueRepository
     stats: StatsRepository
+    locks: LockRepository
 
     # Every repository of a unit of work, by attribute name (one instance per transaction).
     REPOSITORIES: ClassVar[dict[str, type[SqlRepository]]] = {
@@ -65,6 +67,7 @@ class SqlUnitOfWork:
         "audit": SqlAudit,
         "dialogues": SqlDialogues,
         "stats": SqlStats,
+        "locks": SqlLocks,
     }
 
     def __init__(

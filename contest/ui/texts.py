@@ -334,6 +334,18 @@ def best_line(result: AttemptResult) -> str:
     )
 
 
+def account_locked(reason: str | None) -> str:
+    """/thi of a person an organiser locked (no new attempt)."""
+    lines = [
+        "🔒 <b>Tài khoản của bạn đang bị tạm khóa</b> nên chưa thể bắt đầu bài thi. Các lần "
+        "thi trong thời gian bị khóa không được tính vào kết quả xếp hạng.",
+    ]
+    if reason:
+        lines.append(f"Lý do: {h(reason)}")
+    lines.append("Liên hệ Ban Tổ chức (Phòng Nội vụ quận Đống Đa) nếu bạn cần trao đổi thêm.")
+    return "\n".join(lines)
+
+
 def card(card: ExamCard, rules: RoundRules, now: datetime) -> str:
     left = max((card.deadline_at - now).total_seconds(), 0)
     # Few formatting entities: each one is parsed on every press, twice.
@@ -478,6 +490,9 @@ ERRORS: dict[str, str] = {
     "use_buttons": "Vui lòng chọn bằng các nút bên dưới tin nhắn.",
     "use_phone_button": "Vui lòng không gõ số điện thoại: hãy bấm nút “Chia sẻ số điện thoại” "
     "ở bàn phím bên dưới để xác thực.",
+    # Also a popup (at most 200 characters): the reason is at most 90 (usecases.locks).
+    "account_locked": "Tài khoản của bạn đang bị tạm khóa, chưa thể bắt đầu bài thi. "
+    "Lý do: {reason}. Liên hệ Ban Tổ chức.",
 }
 
 

@@ -69,6 +69,7 @@ class ExamState(StrEnum):
     NOT_OPEN = "not_open"
     CLOSED = "closed"
     IN_PROGRESS = "in_progress"
+    LOCKED = "locked"  # an organiser locked the account: no new attempt
     NO_ATTEMPTS_LEFT = "no_attempts_left"
     CAN_START = "can_start"
 
@@ -80,6 +81,7 @@ class ExamStatus:
     attempts_used: int = 0
     best: AttemptResult | None = None
     card: ExamCard | None = None
+    lock_reason: str | None = None  # why the account is locked (state LOCKED)
 
     @property
     def attempts_left(self) -> int:
@@ -122,6 +124,10 @@ class Exams(UseCase):
             if current is not None and not current.expired_at(now):
                 card = await self._card(uow, current, now)
                 return ExamStatus(ExamState.IN_PROGRESS, rules, used, best, card)
+            if person.locked:  # an open attempt may be finished (above), no new one
+                return ExamStatus(
+                    ExamState.LOCKED, rules, used, best, lock_reason=person.lock_reason
+                )
             if rules.window.is_before(now):
                 return ExamStatus(ExamState.NOT_OPEN, rules, used, best)
             if rules.window.is_after(now):
@@ -175,6 +181,9 @@ class Exams(UseCase):
                     # Somebody closed it under us: another start (another process), whose
                     # new attempt this transaction may not see yet. Start over.
                     raise Conflict("attempt closed by a concurrent start")
+            if person.locked:
+                await uow.commit()  # an overdue attempt closed above stays closed
+                raise ContestError("account_locked", reason=person.lock_reason or "")
             if not rules.window.contains(now):
                 await uow.commit()
                 closed = rules.window.is_after(now)

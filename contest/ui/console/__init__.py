@@ -1,4 +1,8 @@
 """The screens of the organisers' console, one module per feature. Importing this package
 registers every route on ``contest.ui.router.CONSOLE``."""
 
-from contest.ui.console import staff  # noqa: F401
+from contest.ui.console import (
+    locks,  # noqa: F401
+    staff,  # noqa: F401
+    stats,  # noqa: F401
+)
