@@ -190,6 +190,60 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_qr(args: argparse.Namespace) -> int:
+    """The deep link into the exam (``https://t.me/<bot>?start=thi``) as a QR code, for
+    posters and the district portal; the bot's username from getMe unless given."""
+    import re
+
+    import segno
+
+    payload = args.payload
+    if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", payload):
+        return fail(
+            f"Không dùng được “{payload}” trong đường dẫn: chỉ gồm chữ cái không dấu, chữ số, "
+            "dấu “_” và “-”, tối đa 64 ký tự (ví dụ: thi, dangky)."
+        )
+    username = (args.username or "").strip().lstrip("@")
+    if not username:
+        settings = load_settings()
+        token = settings.bot_token.get_secret_value().strip() if settings.bot_token else ""
+        if not token:
+            return fail(
+                "Chưa có token của bot để hỏi tên bot: hãy đặt biến môi trường "
+                "CONTEST_BOT_TOKEN, hoặc ghi tên bot bằng --username (ví dụ: --username "
+                "cchc_dongda_bot)."
+            )
+
+        async def ask() -> str:
+            from telegram import Bot
+
+            async with Bot(token, base_url=settings.bot_api_url) as bot:
+                return str(bot.username)
+
+        try:
+            username = asyncio.run(ask())
+        except TelegramError as exc:
+            return fail(
+                f"Không hỏi được tên bot từ Telegram Bot API ({settings.bot_api_url}): {exc}. "
+                "Hãy kiểm tra CONTEST_BOT_TOKEN, CONTEST_BOT_API_URL và kết nối mạng, hoặc ghi "
+                "tên bot bằng --username.",
+                1,
+            )
+    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]{3,31}", username):
+        return fail(f"Tên bot “{username}” không hợp lệ (ví dụ đúng: cchc_dongda_bot).")
+    link = f"https://t.me/{username}?start={payload}"
+    output: Path = args.output or Path(f"qr-{payload}.png")
+    if output.suffix.lower() not in (".png", ".svg"):
+        return fail(f"Tệp “{output}” phải có đuôi .png (ảnh) hoặc .svg (để in khổ lớn).")
+    try:
+        segno.make(link, error="m", micro=False).save(str(output), scale=args.scale, border=4)
+    except OSError as exc:
+        return fail(f"Không ghi được tệp {output}: {exc.strerror or exc}.", 1)
+    print(f"Đường dẫn vào thi: {link}")
+    print(f"Đã ghi mã QR của đường dẫn vào tệp {output}.")
+    return 0
+
+
 TOOLS_GROUP = "contest_bot.tools"
 # The project's tools (the benchmark, the rehearsal sandbox) are packages of their own that
 # the product does not import: each registers its ``main(argv) -> int`` under this group.
@@ -247,6 +301,20 @@ def parser() -> argparse.ArgumentParser:
     iu.set_defaults(func=cmd_import_units)
     mg = sub.add_parser("migrate", help="cập nhật cấu trúc cơ sở dữ liệu")
     mg.set_defaults(func=cmd_migrate)
+    qr = sub.add_parser(
+        "qr", help="tạo mã QR của đường dẫn vào thi (in trên áp phích, cổng thông tin)"
+    )
+    qr.add_argument(
+        "--output", type=Path, help="tệp ảnh cần ghi, .png hoặc .svg (mặc định: qr-<mã>.png)"
+    )
+    qr.add_argument(
+        "--payload", default="thi", help="mã sau ?start= (mặc định: thi, vào thẳng bài thi)"
+    )
+    qr.add_argument(
+        "--username", help="tên bot (không cần hỏi Telegram Bot API), ví dụ cchc_dongda_bot"
+    )
+    qr.add_argument("--scale", type=int, default=10, help="số điểm ảnh mỗi ô (mặc định: 10)")
+    qr.set_defaults(func=cmd_qr)
     for name, help_text in TOOL_HELP.items():
         tool_parser = sub.add_parser(name, help=help_text, add_help=False)
         tool_parser.add_argument("tool_args", nargs=argparse.REMAINDER)

@@ -29,6 +29,10 @@ async def start(update: Update, context: Context) -> None:
         texts.welcome(user.first_name or "bạn", profile is not None, d.rules),
         keyboards.start(profile is not None),
     )
+    if payload == "thi" and profile is None:
+        # The poster's QR code (``?start=thi``) scanned by a newcomer: register first; the
+        # success message then leads into the exam with its «Vào thi» button.
+        payload = "dangky"
     action = DEEP_LINKS.get(payload)
     if action is not None:
         await action(update, context)

@@ -59,13 +59,39 @@ def remove() -> ReplyKeyboardRemove:
     return ReplyKeyboardRemove()
 
 
+def _fix_rows() -> list[list[InlineKeyboardButton]]:
+    """Corrections of the answers typed before the group step (name, birth date, phone)."""
+    return [
+        [
+            Button(texts.EDIT_LABELS["birth_date"], callback_data="r:edit:birth_date"),
+            Button(texts.EDIT_LABELS["name"], callback_data="r:edit:name"),
+        ],
+        [Button(texts.EDIT_LABELS["phone"], callback_data="r:edit:phone")],
+    ]
+
+
 def group() -> InlineKeyboardMarkup:
     return InlineKeyboardMarkup(
         [
             [Button(texts.BTN_CIVIL_SERVANT, callback_data=f"r:group:{Group.CIVIL_SERVANT}")],
             [Button(texts.BTN_CITIZEN, callback_data=f"r:group:{Group.CITIZEN}")],
+            *_fix_rows(),
         ]
     )
+
+
+def under_age() -> InlineKeyboardMarkup:
+    """Under the refusal of an under-age citizen: the fixes, and the other group."""
+    rows = _fix_rows()
+    rows.insert(
+        1, [Button(texts.BTN_CIVIL_SERVANT, callback_data=f"r:group:{Group.CIVIL_SERVANT}")]
+    )
+    return InlineKeyboardMarkup(rows)
+
+
+def registered() -> InlineKeyboardMarkup:
+    """Under the registration's success: straight into the exam."""
+    return InlineKeyboardMarkup([[Button(texts.BTN_EXAM, callback_data="i:exam")]])
 
 
 def unit_kind() -> InlineKeyboardMarkup:

@@ -8,7 +8,7 @@ from telegram import Update
 from telegram.ext import BaseHandler, CallbackQueryHandler, CommandHandler, MessageHandler, filters
 
 from contest.errors import ContestError
-from contest.model import Account, Group, Position, UnitKind
+from contest.model import Account, Group, Position, UnitKind, age_on
 from contest.registration import Step
 from contest.services import ExamState, RegistrationView
 from contest.ui import texts
@@ -34,7 +34,7 @@ def prompt(view: RegistrationView) -> tuple[str, object]:
     if step is Step.PHONE:
         return texts.ASK_PHONE, keyboards.share_phone()
     if step is Step.GROUP:
-        return texts.ASK_GROUP, keyboards.group()
+        return texts.ask_group(draft), keyboards.group()
     if step is Step.UNIT_KIND:
         return texts.ASK_UNIT_KIND, keyboards.unit_kind()
     if step in (Step.UNIT, Step.WARD):
@@ -79,11 +79,13 @@ async def on_text(update: Update, context: Context) -> None:
             await reply(update, await _outside_registration_hint(uid, context))
             return
         await reply(update, texts.error(exc.code, **exc.params))
-        if exc.code in ("use_buttons", "use_phone_button"):
-            current = await d.service.registration.draft_view(uid)
-            if current is not None:
-                await send_prompt(update, current)
+        current = await d.service.registration.draft_view(uid)
+        # Where a button is expected (a refused birth-date correction too), ask again.
+        if current is not None and current.draft.step not in (Step.NAME, Step.BIRTH_DATE):
+            await send_prompt(update, current)
         return
+    if view.corrected == "birth_date" and view.draft.birth_date is not None:
+        await reply(update, texts.birth_date_corrected(view.draft.birth_date))
     await send_prompt(update, view)
 
 
@@ -136,7 +138,11 @@ async def on_button(update: Update, context: Context) -> None:
         if action == "confirm":
             person = await service.registration.confirm_registration(uid)
             await answer_query(query)
-            await edit(query, texts.registered(person.full_name, deps(context).rules.round1))
+            await edit(
+                query,
+                texts.registered(person.full_name, deps(context).rules.round1),
+                keyboards.registered(),
+            )
             return
         view = await _apply_button(uid, action, argument, context)
     except BadCallback:
@@ -145,6 +151,8 @@ async def on_button(update: Update, context: Context) -> None:
     except ContestError as exc:
         alert = exc.code not in ("wrong_step",)
         await answer_query(query, texts.error(exc.code, **exc.params), alert=alert)
+        if exc.code == "citizen_under_age":
+            await _refuse_under_age(update, context)
         return
     await answer_query(query)
     # Keep the answered question visible, without its buttons, then ask the next one.
@@ -153,6 +161,18 @@ async def on_button(update: Update, context: Context) -> None:
         chosen = _pressed_label(message, query.data) or _chosen_label(action, argument)
         await edit(query, message.text_html + f"\n\n➡️ {texts.h(chosen)}")
     await send_prompt(update, view)
+
+
+async def _refuse_under_age(update: Update, context: Context) -> None:
+    """The under-age refusal, said in the chat too (a popup alone is easily missed, and
+    gone at once): the birth date that was typed, and the fixes."""
+    d = deps(context)
+    current = await d.service.registration.draft_view(user_id(update))
+    if current is None or current.draft.birth_date is None:
+        return
+    born = current.draft.birth_date
+    age = age_on(born, d.service.ctx.today())
+    await reply(update, texts.under_age(born, age, d.rules.min_age), keyboards.under_age())
 
 
 async def _apply_button(

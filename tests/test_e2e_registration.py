@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import struct
+import zlib
+from pathlib import Path
 
 import pytest
+import segno
 from sqlalchemy import func, select
 
-from fakes.telegram import FakeBotApi
+from fakes.telegram import FakeBotApi, FakeUser
 from storage import models as m
 from tests.conftest import (
     BotRunner,
@@ -17,6 +22,7 @@ from tests.conftest import (
     register_civil_servant,
     say,
 )
+from tests.test_cli import Cli
 
 
 async def count_persons(bot: BotRunner) -> int:
@@ -207,3 +213,216 @@ async def test_personal_data_stays_out_of_the_logs(
     assert caplog.records, "the bot logs something at INFO"
     for secret in ("977123456", "14/07/1987", "1987-07-14"):
         assert secret not in caplog.text
+
+
+# ------------------------------------------------------------------ rough edges (issue 9)
+
+
+async def reach_group_step(user: FakeUser, *, name: str, birth: str, phone: str) -> None:
+    await say(user, "/dangky", "Tôi đồng ý")
+    await press(user, "✅ Tôi đồng ý", "họ và tên")
+    await say(user, name, "ngày sinh")
+    await say(user, birth, "Chia sẻ số điện thoại")
+    await user.share_contact(phone)
+    await user.wait_for(has("tư cách nào"))
+
+
+async def test_a_mistyped_birth_year_is_corrected_by_typing_it_at_the_group_step(
+    bot: BotRunner, fake_api: FakeBotApi
+):
+    """2015 typed for 1985: refused as a citizen, with the fixes offered right there; the
+    corrected date typed at that point is understood as a correction."""
+    user = fake_api.user(1020)
+    await reach_group_step(user, name="Phan Văn Tâm", birth="12/05/2015", phone="0900000020")
+    query = await user.press("👤 Công dân")
+    answer = await user.wait_callback_answer(query)
+    assert answer.text is not None and "đủ 18 tuổi" in answer.text
+    refusal = await user.wait_for(has("đủ 18 tuổi"))
+    assert "12/05/2015" in refusal.text
+    labels = [label for row in refusal.buttons for label in row]
+    assert "✏️ Sửa ngày sinh" in labels and "✏️ Sửa họ tên" in labels
+    fixed = await say(user, "12/05/1985", "Đã sửa ngày sinh")
+    assert "12/05/1985" in fixed.text
+    await user.wait_for(has("tư cách nào"))
+    await press(user, "👤 Công dân", "phường")
+    await press(user, "phường Cát Linh", "kiểm tra lại")
+    await user.press("✅ Xác nhận đăng ký")
+    await user.wait_for(has("thành công"))
+    profile = await say(user, "/hoso", "HỒ SƠ")
+    assert "12/05/1985" in profile.text and "Công dân" in profile.text
+
+
+async def test_the_under_age_refusal_offers_the_birth_date_fix_and_stays_in_the_chat(
+    bot: BotRunner, fake_api: FakeBotApi
+):
+    user = fake_api.user(1021)
+    await reach_group_step(user, name="Lý Thị Mai", birth="01/01/2015", phone="0900000021")
+    await user.press("👤 Công dân")
+    refusal = await user.wait_for(has("đủ 18 tuổi"))
+    assert refusal.from_bot and not refusal.deleted
+    # /dangky at this point: the same step, with its fixes.
+    group = await say(user, "/dangky", "tư cách nào")
+    assert "✏️ Sửa ngày sinh" in [label for row in group.buttons for label in row]
+    await user.press("✏️ Sửa ngày sinh", message_id=refusal.message_id)
+    await user.wait_for(has("ngày sinh"))
+    await say(user, "01/01/1985", "tư cách nào")
+    await press(user, "👤 Công dân", "phường")
+    await press(user, "phường Cát Linh", "kiểm tra lại")
+    await user.press("✅ Xác nhận đăng ký")
+    await user.wait_for(has("thành công"))
+    assert await count_persons(bot) == 1
+    # The refusal is still there, as it was said.
+    assert "đủ 18 tuổi" in user.message(refusal.message_id).text
+
+
+async def test_other_fields_can_be_fixed_from_the_group_step(bot: BotRunner, fake_api: FakeBotApi):
+    user = fake_api.user(1022)
+    await reach_group_step(user, name="Tên Gõ Nhầm", birth="02/02/1982", phone="0900000022")
+    await press(user, "✏️ Sửa họ tên", "họ và tên")
+    await say(user, "Tên Đã Sửa", "tư cách nào")
+    await press(user, "🏛 Cán bộ", "thuộc khối nào")
+    await press(user, "UBND phường", "Chọn")
+    await press(user, "UBND phường Cát Linh", "chức vụ")
+    summary = await press(user, "Công chức", "kiểm tra lại")
+    assert "Tên Đã Sửa" in summary.text and "Tên Gõ Nhầm" not in summary.text
+    # A date typed at the summary corrects the birth date too.
+    fixed = await say(user, "03/03/1983", "Đã sửa ngày sinh")
+    assert "03/03/1983" in fixed.text
+    summary = await user.wait_for(has("kiểm tra lại"))
+    assert "03/03/1983" in summary.text
+
+
+async def test_the_vao_thi_button_after_registering_starts_the_exam(
+    bot: BotRunner, fake_api: FakeBotApi
+):
+    user = fake_api.user(1023)
+    done = await register_civil_servant(user, phone="0900000023")
+    assert "📝 Vào thi" in [label for row in done.buttons for label in row]
+    intro = await press(user, "📝 Vào thi", "Bắt đầu làm bài")
+    await user.press("▶️ Bắt đầu làm bài", message_id=intro.message_id)
+    await user.wait_for(has("Câu 1/20"))
+
+
+async def test_the_poster_deep_link_leads_a_newcomer_to_registration_then_the_exam(
+    bot: BotRunner, fake_api: FakeBotApi
+):
+    newcomer = fake_api.user(1024)
+    await say(newcomer, "/start thi", "Tôi đồng ý")  # not registered yet: registration
+    registered = fake_api.user(1025)
+    await register_civil_servant(registered, phone="0900000025")
+    await say(registered, "/start thi", "Bắt đầu làm bài")
+
+
+# ------------------------------------------------------------------ the poster's QR code
+
+
+def png_pixels(data: bytes) -> list[list[int]]:
+    """A greyscale PNG (any bit depth up to 8, as segno writes) as rows of 0/1 (1: dark);
+    every chunk's CRC is checked."""
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
+    pos, chunks = 8, []
+    while pos < len(data):
+        (length,) = struct.unpack(">I", data[pos : pos + 4])
+        kind, body = data[pos + 4 : pos + 8], data[pos + 8 : pos + 8 + length]
+        (crc,) = struct.unpack(">I", data[pos + 8 + length : pos + 12 + length])
+        assert zlib.crc32(kind + body) == crc, f"bad CRC in {kind!r}"
+        chunks.append((kind, body))
+        pos += 12 + length
+    assert chunks[0][0] == b"IHDR" and chunks[-1][0] == b"IEND"
+    width, height, depth, colour, _, _, interlace = struct.unpack(">IIBBBBB", chunks[0][1])
+    assert colour == 0 and depth in (1, 2, 4, 8) and interlace == 0
+    raw = zlib.decompress(b"".join(body for kind, body in chunks if kind == b"IDAT"))
+    stride = (width * depth + 7) // 8
+    rows: list[list[int]] = []
+    previous = bytearray(stride)
+    for y in range(height):
+        line = raw[y * (stride + 1) : (y + 1) * (stride + 1)]
+        kind, row = line[0], bytearray(line[1:])
+        for i in range(stride):
+            left = row[i - 1] if i else 0
+            up, corner = previous[i], previous[i - 1] if i else 0
+            if kind == 1:
+                row[i] = (row[i] + left) & 0xFF
+            elif kind == 2:
+                row[i] = (row[i] + up) & 0xFF
+            elif kind == 3:
+                row[i] = (row[i] + (left + up) // 2) & 0xFF
+            elif kind == 4:
+                p = left + up - corner
+                near = min((abs(p - left), 0), (abs(p - up), 1), (abs(p - corner), 2))[1]
+                row[i] = (row[i] + (left, up, corner)[near]) & 0xFF
+        previous = row
+        top = (1 << depth) - 1
+        values = [
+            (row[(x * depth) // 8] >> (8 - depth - (x * depth) % 8)) & top for x in range(width)
+        ]
+        rows.append([1 if v < (top + 1) // 2 else 0 for v in values])
+    return rows
+
+
+def qr_modules(data: bytes) -> list[list[int]]:
+    """The modules of a QR code's PNG: the module size is read from the finder pattern's
+    first dark run, past a quiet zone of 4 modules."""
+    pixels = png_pixels(data)
+    size = len(pixels)
+    assert all(len(row) == size for row in pixels), "a QR code is square"
+    assert not any(pixels[0]) and not any(row[0] for row in pixels), "a light quiet zone"
+    diagonal = [pixels[i][i] for i in range(size)]
+    start = diagonal.index(1)
+    scale = start // 4
+    assert scale >= 1 and start == 4 * scale
+    count = size // scale - 8
+    return [
+        [
+            pixels[start + r * scale + scale // 2][start + c * scale + scale // 2]
+            for c in range(count)
+        ]
+        for r in range(count)
+    ]
+
+
+def segno_modules(link: str) -> list[list[int]]:
+    code = segno.make(link, error="m", micro=False)
+    return [list(row) for row in code.matrix]
+
+
+async def test_the_qr_subcommand_draws_the_deep_link_of_the_bot(
+    fake_api: FakeBotApi, tmp_path: Path
+) -> None:
+    cli = Cli(tmp_path)
+    api = {"CONTEST_BOT_TOKEN": fake_api.token, "CONTEST_BOT_API_URL": fake_api.base_url}
+    dead = {
+        "CONTEST_BOT_TOKEN": fake_api.token,
+        "CONTEST_BOT_API_URL": cli.env["CONTEST_BOT_API_URL"],
+    }
+    poster = tmp_path / "poster.png"
+    asked, given, refused, no_token, unreachable = await asyncio.to_thread(
+        cli.many,
+        (["qr", "--output", str(poster)], api),
+        # A username given: no Bot API needed (nothing listens at the configured URL),
+        # another payload, the default file name in the working folder.
+        (["qr", "--username", "@DongDa_CCHC_bot", "--payload", "dangky"], dead),
+        (["qr", "--payload", "thi ngay", "--username", "dongda_bot", "--output", "x.png"], {}),
+        (["qr", "--output", "y.png"], {}),
+        (["qr", "--output", "z.png"], dead),
+    )
+    assert asked.returncode == 0, asked.stderr
+    link = "https://t.me/cchc_test_bot?start=thi"  # the fake server's bot, from getMe
+    assert link in asked.stdout and str(poster) in asked.stdout
+    assert fake_api.calls_of("getMe")
+    modules = qr_modules(poster.read_bytes())
+    assert modules == segno_modules(link)
+    assert modules != segno_modules("https://t.me/cchc_test_bot?start=dangky")
+
+    assert given.returncode == 0, given.stderr
+    link = "https://t.me/DongDa_CCHC_bot?start=dangky"
+    assert link in given.stdout
+    assert qr_modules((tmp_path / "qr-dangky.png").read_bytes()) == segno_modules(link)
+
+    # Mistakes are explained in Vietnamese, without a traceback, and write nothing.
+    assert refused.returncode == 2 and "chữ cái không dấu" in refused.stderr
+    assert no_token.returncode == 2 and "CONTEST_BOT_TOKEN" in no_token.stderr
+    assert unreachable.returncode == 1 and "--username" in unreachable.stderr
+    for result in (refused, no_token, unreachable):
+        assert "Traceback" not in result.stderr, result.stderr
+    assert not any((tmp_path / name).exists() for name in ("x.png", "y.png", "z.png"))

@@ -279,8 +279,36 @@ def registered(name: str, rules: RoundRules) -> str:
     return (
         f"🎉 <b>{h(name)}</b> đã đăng ký dự thi thành công!\n\n"
         f"Thời gian thi vòng {rules.number}: {fmt_window(rules)}. "
-        "Gõ /thi để vào thi, /hoso để xem hồ sơ."
+        f"Bấm “{BTN_EXAM}” bên dưới (hoặc gõ /thi) để vào thi, /hoso để xem hồ sơ."
     )
+
+
+def ask_group(draft: Draft) -> str:
+    """The group step, with what was typed so far: a wrong birth year shows before it
+    refuses a citizen, and the buttons below correct it."""
+    born = fmt_date(draft.birth_date) if draft.birth_date else ""
+    return (
+        f"{ASK_GROUP}\n\n"
+        f"Thông tin đã nhập: <b>{h(draft.full_name or '')}</b>, sinh ngày {born}, "
+        f"số điện thoại {h(draft.phone or '')}. Nếu có thông tin chưa đúng, bấm nút “Sửa” "
+        "tương ứng (hoặc gõ lại ngày sinh đúng)."
+    )
+
+
+def under_age(born: date, age: int, min_age: int) -> str:
+    """A citizen under the age limit: said in the chat, where it stays, with the fixes."""
+    return (
+        f"⛔ Rất tiếc, cuộc thi dành cho công dân từ đủ {min_age} tuổi trở lên. Theo ngày "
+        f"sinh bạn đã nhập (<b>{fmt_date(born)}</b>), bạn mới {age} tuổi.\n\n"
+        "• Nếu bạn nhập nhầm ngày sinh, hãy gõ lại ngày sinh đúng (ví dụ: 25/03/1985) hoặc "
+        f"bấm “{EDIT_LABELS['birth_date']}”.\n"
+        "• Nếu bạn là cán bộ, công chức, viên chức, hãy chọn lại đối tượng bên dưới.\n"
+        "• Họ tên, số điện thoại cũng sửa được bằng các nút bên dưới."
+    )
+
+
+def birth_date_corrected(born: date) -> str:
+    return f"✅ Đã sửa ngày sinh thành <b>{fmt_date(born)}</b>."
 
 
 def profile_text(profile: Profile) -> str:

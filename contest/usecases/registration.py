@@ -22,6 +22,11 @@ from contest.usecases.base import UseCase
 log = logging.getLogger(__name__)
 
 UNIT_PAGE_SIZE = 8
+# Steps after the phone, before the summary: the answers already given (name, birth date,
+# phone) can be corrected from there too, not only from the summary; a date typed there is
+# a birth-date correction (a citizen refused as under age typed 2015 for 1985, say).
+_BEFORE_SUMMARY = frozenset({Step.GROUP, Step.UNIT_KIND, Step.UNIT, Step.POSITION, Step.WARD})
+_EDITABLE_BEFORE_SUMMARY = frozenset({"name", "birth_date", "phone"})
 
 
 @dataclass(frozen=True)
@@ -29,6 +34,7 @@ class RegistrationView:
     draft: Draft
     page: UnitPage | None = None
     units: dict[str, Unit | None] | None = None  # "unit", "ward" names for the summary
+    corrected: str | None = None  # a field just corrected by typing it ("birth_date")
 
 
 @dataclass(frozen=True)
@@ -155,7 +161,8 @@ class Registration(UseCase):
             raise ContestError("wrong_step", expected=draft.step.value)
 
     async def registration_text(self, account: Account, text: str) -> RegistrationView:
-        """Typed text during registration: the answer of a text step, or a unit search.
+        """Typed text during registration: the answer of a text step, a birth-date
+        correction (a date typed once past that step), or a unit search.
 
         Raises ``use_buttons`` / ``use_phone_button`` where a button is expected, and
         ``no_registration`` when the person has no registration under way.
@@ -166,11 +173,45 @@ class Registration(UseCase):
             raise ContestError("no_registration")
         if draft.step in (Step.NAME, Step.BIRTH_DATE):
             return await self.register_input(account, draft.step, text)
+        if draft.birth_date is not None:
+            corrected = await self._correct_birth_date(account, draft.step, text)
+            if corrected is not None:
+                return corrected
         if draft.step in (Step.UNIT, Step.WARD):
             return await self.unit_page(account, 0, text.strip()[:60] or None)
         if draft.step is Step.PHONE:
             raise ContestError("use_phone_button")
         raise ContestError("use_buttons")
+
+    async def _correct_birth_date(
+        self, account: Account, step: Step, text: str
+    ) -> RegistrationView | None:
+        """A date typed after the birth-date step corrects it, at the same step; None when
+        the text is no date at all. An impossible date, or a citizen's date under the age
+        limit, is refused and changes nothing."""
+        try:
+            born = parse_birth_date(text, self.ctx.today())
+        except ContestError as exc:
+            if exc.code == "birth_date_format":
+                return None
+            raise
+        async with self.uow() as uow:
+            if await uow.persons.by_account(account):
+                raise ContestError("already_registered")
+            draft = await uow.drafts.get(account)
+            if draft is None or draft.step is not step:
+                raise ContestError("wrong_step", expected=draft.step.value if draft else "")
+            previous = draft.birth_date
+            draft.birth_date = born
+            try:
+                draft.check_age(self.ctx.today(), self.rules.min_age)
+            except ContestError:
+                draft.birth_date = previous
+                raise
+            await uow.drafts.save(account, draft, self.clock.now())
+            await uow.commit()
+            view = await self._view(uow, draft)
+        return RegistrationView(view.draft, view.page, view.units, corrected="birth_date")
 
     async def unit_kind_again(self, account: Account) -> RegistrationView:
         """From the unit list, go back to choosing the kind of unit."""
@@ -194,13 +235,18 @@ class Registration(UseCase):
             return await self._view(uow, draft, page=page, query=query)
 
     async def edit_field(self, account: Account, field: str) -> RegistrationView:
-        """From the summary, go back to one field; the summary returns after it."""
+        """From the summary, go back to one field; the summary returns after it. From the
+        steps between the phone and the summary (the group, the unit, the ward), the name,
+        the birth date or the phone can be corrected too; that step comes back after it."""
         if field not in EDITABLE:
             raise ContestError("wrong_step", expected="confirm")
         async with self.uow() as uow:
             draft = await uow.drafts.get(account)
-            if draft is None or draft.step is not Step.CONFIRM:
-                raise ContestError("wrong_step", expected=draft.step.value if draft else "")
+            if draft is None:
+                raise ContestError("wrong_step", expected="")
+            early = draft.step in _BEFORE_SUMMARY and field in _EDITABLE_BEFORE_SUMMARY
+            if draft.step is not Step.CONFIRM and not early:
+                raise ContestError("wrong_step", expected=draft.step.value)
             target = EDITABLE[field]
             if target is Step.POSITION and draft.group is not Group.CIVIL_SERVANT:
                 raise ContestError("wrong_step", expected="confirm")
