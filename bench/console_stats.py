@@ -9,7 +9,8 @@ a focal person's ``/thongke`` (their unit with its colleagues' lists: the seed p
 of the leaderboard, and its last page). Each request also writes its audit entry, as in
 the bot. Figures: the first (cold) run and the median of the next runs.
 
-Targets (issue 9): ``/thongke`` under 1 s, ``/bxh`` first page under 1 s.
+Targets (issue 9): ``/thongke`` under 1 s, ``/bxh`` first page under 1 s. The CPU figure
+(this process, SQLite's threads included) tells what a busy machine did to the wall time.
 """
 
 from __future__ import annotations
@@ -44,12 +45,17 @@ async def seed(engine: object, count: int, rng: random.Random) -> dict[str, int]
 
 
 async def _timed(run: Callable[[], Awaitable[object]], repeat: int) -> dict[str, float]:
-    samples = []
+    samples, cpu = [], []
     for _ in range(repeat + 1):
-        began = time.perf_counter()
+        began, began_cpu = time.perf_counter(), time.process_time()
         await run()
         samples.append(time.perf_counter() - began)
-    return {"first_s": samples[0], "median_s": statistics.median(samples[1:])}
+        cpu.append(time.process_time() - began_cpu)
+    return {
+        "first_s": samples[0],
+        "median_s": statistics.median(samples[1:]),
+        "cpu_s": statistics.median(cpu[1:]),  # this process's threads (SQLite's too)
+    }
 
 
 async def measure(url: str, unit_id: int, repeat: int = 5) -> dict[str, float]:
@@ -131,11 +137,11 @@ def report(figures: dict[str, float]) -> str:
     ]
     for label, key in rows:
         median = figures[f"{key}_median_s"]
-        first = figures[f"{key}_first_s"]
+        first, cpu = figures[f"{key}_first_s"], figures[f"{key}_cpu_s"]
         verdict = "met" if median < TARGET_S else "MISSED"
         lines.append(
-            f"{label}: {median * 1000:.0f} ms median (first run {first * 1000:.0f} ms); "
-            f"target < {TARGET_S:.0f} s: {verdict}"
+            f"{label}: {median * 1000:.0f} ms median, CPU {cpu * 1000:.0f} ms (first run "
+            f"{first * 1000:.0f} ms); target < {TARGET_S:.0f} s: {verdict}"
         )
     lines.append(f"ranked contestants: {int(figures['ranked']):,}")
     return "\n".join(lines)

@@ -48,12 +48,12 @@ _TOOK_PART = text(
 )
 _UNITS = text("SELECT id, code, name, kind, staff_count FROM units ORDER BY id")
 # Attempts of the round: all of them from the index on (round, counting), the open ones
-# from the index on (status, deadline_at).
+# from the index on (status, deadline_at) (``+round`` keeps SQLite off the other index).
 _ATTEMPTS = text(
     """
     SELECT (SELECT COUNT(*) FROM attempts WHERE round = :round) AS started,
            (SELECT COUNT(*) FROM attempts
-            WHERE status = 'in_progress' AND round = :round) AS open
+            WHERE status = 'in_progress' AND +round = :round) AS open
     """
 )
 
@@ -73,13 +73,14 @@ _COLLEAGUES = text(
 )
 # Locked persons are few: their ids once, then a hashed lookup per counting attempt.
 _NOT_LOCKED = "a.person_id NOT IN (SELECT id FROM persons WHERE locked_at IS NOT NULL)"
-# Counting attempts (from the index alone) less those of locked persons (few).
+# Counting attempts (from the index alone) less those of locked persons (few: found by a
+# scan of the persons, then their attempts by person; CROSS JOIN fixes SQLite's order).
 _RANKED_COUNT = text(
     """
     SELECT (SELECT COUNT(*) FROM attempts WHERE round = :round AND counting)
-         - (SELECT COUNT(*) FROM persons p
-            JOIN attempts a ON a.person_id = p.id AND a.round = :round AND a.counting
-            WHERE p.locked_at IS NOT NULL)
+         - (SELECT COUNT(*) FROM persons p CROSS JOIN attempts a
+            WHERE a.person_id = p.id AND +a.round = :round AND a.counting
+              AND p.locked_at IS NOT NULL)
     """
 )
 # The tie rule of contest.scoring (result_key and rank), in SQL: one row per person (the
@@ -249,9 +250,11 @@ class SqlStats(SqlRepository):
         if not rows:
             return []
         top = rows[0]
-        ahead = await conn.scalar(
-            _AHEAD, {"round": round, "correct": top.correct_count, "duration": top.duration}
-        )
+        ahead = 0
+        if first > 1:  # nobody is ahead of the first row
+            ahead = await conn.scalar(
+                _AHEAD, {"round": round, "correct": top.correct_count, "duration": top.duration}
+            )
         standings: list[Standing] = []
         rank = int(ahead or 0) + 1
         previous: tuple[int, float] | None = None

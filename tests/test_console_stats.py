@@ -18,12 +18,14 @@ from contest.clock import ManualClock
 from contest.importing import validate_questions, validate_units
 from contest.model import Account, Group, Position
 from contest.participation import UnitCounts, UnitParticipation, evaluate
+from contest.ports import Standing
 from contest.registration import normalize_phone
 from contest.rules import ContestRules, QuotaRules
 from contest.scoring import TieBreak, TieRule, rank
 from contest.services import ContestService
 from contest.ui.console import stats as screens
 from contest.ui.markup import plain
+from contest.usecases.results import Placed
 from contest.usecases.stats import Overview
 from fakes.telegram import FakeBotApi, FakeMessage
 from storage import models as m
@@ -297,6 +299,23 @@ def test_a_page_of_long_unit_names_stays_under_a_message():
     totals = Totals(100_000, 66_666, 33_334, 100_000, 200_000, 5_000, {})
     view = Overview(totals, rows, 0, 250, None, 2_000, 0, 0, datetime(2024, 8, 5, tzinfo=UTC))
     assert len(plain(screens.overview_text(view, quota, 20, 1))) < 4096
+
+
+def test_two_ranks_never_show_the_same_time():
+    def row(rank: int, seconds: float, correct: int = 18, tied: bool = False) -> Placed:
+        when = datetime(2024, 8, 5, tzinfo=UTC)
+        standing = Standing(rank, rank, rank, "A", None, False, correct, 20, seconds, when)
+        return Placed(standing, tied)
+
+    rows = [
+        row(1, 61.53),
+        row(2, 61.48),  # '01:01,5' too at one decimal: both get hundredths
+        row(3, 120.0, tied=True),
+        row(3, 120.0, tied=True),  # tied: the same time, as it should
+        row(5, 120.04, correct=17),  # fewer correct: no need to tell the time apart
+    ]
+    assert screens.page_times(rows) == ["01:01,53", "01:01,48", "02:00,0", "02:00,0", "02:00,0"]
+    assert screens.fmt_time(75.3) == "01:15,3" and screens.fmt_time(1200) == "20:00,0"
 
 
 def test_rates_are_never_rounded_up_to_the_quota():

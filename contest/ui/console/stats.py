@@ -16,7 +16,7 @@ from contest.ui import texts
 from contest.ui.markup import h
 from contest.ui.reply import Choice, Menu, Reply
 from contest.ui.router import CONSOLE, Request, Ui, action
-from contest.usecases.results import Leaderboard
+from contest.usecases.results import Leaderboard, Placed
 from contest.usecases.stats import Overview, UnitReport
 
 PEOPLE_PAGE_SIZE = 20  # colleagues per page of a unit's lists
@@ -33,6 +33,8 @@ BTN_ALL = "📋 Tất cả đơn vị"
 BTN_REFRESH = "🔄 Cập nhật"
 BTN_PREV = "◀️ Trang trước"
 BTN_NEXT = "Trang sau ▶️"
+BTN_FIRST = "⏮"
+BTN_LAST = "⏭"
 BTN_TABLE = "⬅️ Bảng các đơn vị"
 FOREIGN_UNIT = (
     "⛔ Đầu mối chỉ xem được tình hình tham gia của đơn vị mình. Yêu cầu của bạn đã được ghi lại."
@@ -181,11 +183,15 @@ def overview_text(view: Overview, quota: QuotaRules, questions: int, round_numbe
 def overview_menu(view: Overview) -> Menu:
     kind = view.kind.value if view.kind is not None else ALL
     nav = []
+    if view.page > 1:
+        nav.append(Choice(BTN_FIRST, action("stats", kind, 0)))
     if view.page > 0:
         nav.append(Choice(BTN_PREV, action("stats", kind, view.page - 1)))
     nav.append(Choice(BTN_REFRESH, action("stats", kind, view.page)))
     if view.page + 1 < view.pages:
         nav.append(Choice(BTN_NEXT, action("stats", kind, view.page + 1)))
+    if view.page + 2 < view.pages:
+        nav.append(Choice(BTN_LAST, action("stats", kind, view.pages - 1)))
     jumps = [
         Choice(label, action("stats", k.value, 0))
         for k, label in KIND_BUTTONS.items()
@@ -364,11 +370,35 @@ async def unit_page(ui: Ui, request: Request) -> Reply:
 # ------------------------------------------------------------------ the leaderboard
 
 
-def fmt_time(seconds: float) -> str:
-    """12 min 5.25 s -> '12:05,3' (minutes:seconds and a tenth: close times differ)."""
-    tenths = round(seconds * 10)
-    minutes, rest = divmod(tenths, 600)
-    return f"{minutes:02d}:{rest // 10:02d},{rest % 10}"
+def fmt_time(seconds: float, decimals: int = 1) -> str:
+    """75.3 s -> '01:15,3' (minutes:seconds with a decimal comma)."""
+    scale = 10**decimals
+    units = round(seconds * scale)
+    minutes, rest = divmod(units, 60 * scale)
+    whole, fraction = divmod(rest, scale)
+    return f"{minutes:02d}:{whole:02d},{fraction:0{decimals}d}"
+
+
+def page_times(rows: list[Placed]) -> list[str]:
+    """Each row's time with one decimal, or with as many more as it takes to tell it from
+    a neighbour with as many correct answers and another rank: two ranks never show the
+    same score and time (61.53 s and 61.48 s are '01:01,53' and '01:01,48')."""
+    times = []
+    for i, placed in enumerate(rows):
+        this = placed.standing
+        others = [
+            rows[j].standing
+            for j in (i - 1, i + 1)
+            if 0 <= j < len(rows)
+            and rows[j].standing.rank != this.rank
+            and rows[j].standing.correct == this.correct
+        ]
+        for decimals in (1, 2, 3, 6):
+            shown = fmt_time(this.duration_seconds, decimals)
+            if all(fmt_time(o.duration_seconds, decimals) != shown for o in others):
+                break
+        times.append(shown)
+    return times
 
 
 def leaderboard_text(board: Leaderboard) -> str:
@@ -382,13 +412,12 @@ def leaderboard_text(board: Leaderboard) -> str:
     ]
     if not board.rows:
         lines.append(f"Chưa có kết quả vòng {board.round}.")
-    for placed in board.rows:
+    for placed, shown in zip(board.rows, page_times(board.rows), strict=True):
         s = placed.standing
         rank = f"{s.rank}=" if placed.tied else f"{s.rank}."
         place = f" — {h(clip(_place(s.place, s.citizen), PLACE_MAX))}" if s.place else ""
         lines.append(
-            f"<b>{rank}</b> {h(s.full_name)}{place}: <b>{s.correct}/{s.total}</b> câu, "
-            f"{fmt_time(s.duration_seconds)}"
+            f"<b>{rank}</b> {h(s.full_name)}{place}: <b>{s.correct}/{s.total}</b> câu, {shown}"
         )
     return "\n".join(lines)
 
@@ -403,11 +432,11 @@ def _place(place: str, citizen: bool) -> str:
 def leaderboard_menu(board: Leaderboard) -> Menu:
     nav = []
     if board.page > 0:
-        nav.append(Choice("⏮", action("bxh", board.round, 0)))
+        nav.append(Choice(BTN_FIRST, action("bxh", board.round, 0)))
         nav.append(Choice(BTN_PREV, action("bxh", board.round, board.page - 1)))
     if board.page + 1 < board.pages:
         nav.append(Choice(BTN_NEXT, action("bxh", board.round, board.page + 1)))
-        nav.append(Choice("⏭", action("bxh", board.round, board.pages - 1)))
+        nav.append(Choice(BTN_LAST, action("bxh", board.round, board.pages - 1)))
     other = 2 if board.round == 1 else 1
     rounds = [
         Choice(BTN_REFRESH, action("bxh", board.round, board.page)),
