@@ -351,6 +351,57 @@ class LockRepository(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class FeedbackItem:
+    """A contestant's question or complaint (``/gopy``), maybe about one question of one of
+    their attempts (``position``: 0-based in that attempt), and what became of it: ``open``,
+    ``answered`` (the answer went to the contestant; the item is closed) or ``closed``
+    (without an answer)."""
+
+    id: int
+    person_id: int
+    text: str
+    created_at: datetime
+    status: str
+    attempt_id: int | None = None
+    question_id: int | None = None
+    position: int | None = None
+    answer: str | None = None
+    answered_by: str | None = None
+    answered_at: datetime | None = None
+    closed_at: datetime | None = None
+
+
+class FeedbackRepository(Protocol):
+    async def add(
+        self,
+        *,
+        person_id: int,
+        text: str,
+        now: datetime,
+        attempt_id: int | None = None,
+        question_id: int | None = None,
+        position: int | None = None,
+    ) -> FeedbackItem: ...
+    async def get(self, feedback_id: int) -> FeedbackItem | None: ...
+    async def sent_since(self, person_id: int, since: datetime) -> list[datetime]:
+        """When the person sent each item after ``since``, oldest first (the rate limit)."""
+        ...
+
+    async def open_page(self, offset: int, limit: int, *, newest_first: bool) -> list[FeedbackItem]:
+        """Open items, oldest (or newest) first."""
+        ...
+
+    async def count_open(self) -> int: ...
+    async def answer(self, feedback_id: int, answer: str, by: str, now: datetime) -> bool:
+        """Answer and close an open item (compare-and-set); False when it was not open."""
+        ...
+
+    async def close(self, feedback_id: int, now: datetime) -> bool:
+        """Close an open item without an answer (compare-and-set); False when not open."""
+        ...
+
+
 class UnitOfWork(Protocol):
     units: UnitRepository
     questions: QuestionRepository
@@ -363,6 +414,7 @@ class UnitOfWork(Protocol):
     audit: AuditRepository
     dialogues: DialogueRepository
     stats: StatsRepository
+    feedback: FeedbackRepository
     locks: LockRepository
 
     async def __aenter__(self) -> UnitOfWork: ...

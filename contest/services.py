@@ -25,6 +25,7 @@ from contest.usecases.exams import (
     ExamStatus,
     Warning_,
 )
+from contest.usecases.feedback import Feedback
 from contest.usecases.locks import Locks
 from contest.usecases.outbox import (
     INLINE_RESULT_GRACE,
@@ -82,6 +83,7 @@ class ContestService:
         self.console = Console(self.ctx)
         self.staff = Staff(self.ctx)
         self.stats = Stats(self.ctx)
+        self.feedback = Feedback(self.ctx)
         self.locks = Locks(self.ctx)
 
     @property

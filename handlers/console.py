@@ -44,6 +44,7 @@ CONTESTANT_COMMANDS = [
     BotCommand("thi", "Vào thi"),
     BotCommand("ketqua", "Xem kết quả thi"),
     BotCommand("hoso", "Xem hồ sơ dự thi"),
+    BotCommand("gopy", "Góp ý, hỏi Ban Tổ chức"),
     BotCommand("thele", "Thể lệ cuộc thi"),
     BotCommand("huongdan", "Hướng dẫn dự thi"),
 ]

@@ -14,6 +14,7 @@ from contest.errors import ContestError
 from contest.model import Account
 from contest.services import ExamCard, ExamState
 from contest.ui import texts
+from contest.ui.console.feedback import result_menu
 from handlers import keyboards
 from handlers.callbacks import BadCallback, parse_answer
 from handlers.common import Context, Deps, answer_query, deps, edit, edit_quick, reply, user_id
@@ -135,7 +136,11 @@ async def answer(update: Update, context: Context) -> None:
             alert=outcome.expired,
             timeout=ACK_TIMEOUT,
         )
-        await edit_quick(query, texts.attempt_done(outcome.summary, expired=outcome.expired))
+        await edit_quick(
+            query,
+            texts.attempt_done(outcome.summary, expired=outcome.expired),
+            keyboards.menu_markup(result_menu(outcome.summary.result.attempt_id)),
+        )
         # Shown: the outbox, which holds the result in case this reply never came, can rest.
         await d.service.exams.result_shown(outcome.summary.result.attempt_id)
         return

@@ -9,6 +9,7 @@ from telegram.ext import BaseHandler, CallbackQueryHandler, CommandHandler, Mess
 
 from contest.errors import ContestError
 from contest.ui import texts
+from contest.ui.console.feedback import results_menu
 from handlers import keyboards
 from handlers.common import Context, answer_query, deps, reply, user_id
 from handlers.exam import exam
@@ -76,7 +77,9 @@ async def results(update: Update, context: Context) -> None:
     except ContestError as exc:
         await reply(update, texts.error(exc.code, **exc.params), keyboards.register_only())
         return
-    await reply(update, texts.results_text(view, d.rules.round1))
+    menu = results_menu(view)  # «Góp ý về bài thi» under the finished attempts
+    markup = keyboards.menu_markup(menu) if menu else None
+    await reply(update, texts.results_text(view, d.rules.round1), markup)
 
 
 async def stale_button(update: Update, context: Context) -> None:

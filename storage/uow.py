@@ -14,6 +14,7 @@ from contest.ports import (
     AuditRepository,
     DialogueRepository,
     DraftRepository,
+    FeedbackRepository,
     LockRepository,
     OutboxRepository,
     PersonRepository,
@@ -23,6 +24,7 @@ from contest.ports import (
     UnitRepository,
 )
 from storage.db import acquire_writer, is_sqlite, session_factory, writer_lock
+from storage.feedback import SqlFeedback
 from storage.repositories import (
     SqlAccounts,
     SqlAttempts,
@@ -52,6 +54,7 @@ class SqlUnitOfWork:
     audit: AuditRepository
     dialogues: DialogueRepository
     stats: StatsRepository
+    feedback: FeedbackRepository
     locks: LockRepository
 
     # Every repository of a unit of work, by attribute name (one instance per transaction).
@@ -67,6 +70,7 @@ class SqlUnitOfWork:
         "audit": SqlAudit,
         "dialogues": SqlDialogues,
         "stats": SqlStats,
+        "feedback": SqlFeedback,
         "locks": SqlLocks,
     }
 

@@ -125,7 +125,8 @@ async def test_two_attempts_best_counts(bot: BotRunner, fake_api: FakeBotApi, cl
     assert "hoàn thành bài thi" in done.text
     assert "15/20" in done.text and "6 phút" in done.text
     assert "còn 1 lần thi" in done.text
-    assert done.edits == 21 and done.buttons == []  # intro -> 20 questions -> result
+    assert done.edits == 21  # intro -> 20 questions -> result
+    assert done.buttons == [["💬 Góp ý về bài thi"]]  # no answer buttons: feedback only
     # Correct answers are not revealed while round 1 is open.
     assert "Đáp án đúng" not in done.text
 

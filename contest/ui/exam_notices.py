@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from contest.model import AttemptStatus
 from contest.ports import Notification
 from contest.ui import texts
+from contest.ui.console.feedback import result_menu
 from contest.ui.notices import CardRef, Notice, notice
 from contest.usecases.outbox import RESULT_NOTIFICATION, WARNING_NOTIFICATION
 
@@ -24,7 +25,8 @@ async def attempt_result(service: ContestService, note: Notification) -> Notice 
     if summary.chat_id is not None and summary.message_id is not None:
         retire = CardRef(summary.chat_id, summary.message_id, texts.card_closed())
     expired = summary.result.status is AttemptStatus.EXPIRED
-    return Notice(texts.attempt_done(summary, expired=expired), retire=retire)
+    menu = result_menu(summary.result.attempt_id)  # «Góp ý về bài thi»
+    return Notice(texts.attempt_done(summary, expired=expired), menu, retire=retire)
 
 
 @notice(WARNING_NOTIFICATION)

@@ -210,7 +210,7 @@ def guide_text() -> str:
 SUPPORT = "Nếu cần hỗ trợ, vui lòng liên hệ Ban Tổ chức (Phòng Nội vụ quận Đống Đa)."
 COMMANDS = (
     "Các lệnh: /dangky – đăng ký; /thi – vào thi; /ketqua – xem kết quả; /hoso – xem hồ sơ; "
-    "/thele – thể lệ; /huongdan – hướng dẫn."
+    "/gopy – góp ý, hỏi Ban Tổ chức; /thele – thể lệ; /huongdan – hướng dẫn."
 )
 
 CONSENT = (

@@ -2,6 +2,7 @@
 registers every route on ``contest.ui.router.CONSOLE``."""
 
 from contest.ui.console import (
+    feedback,  # noqa: F401
     locks,  # noqa: F401
     staff,  # noqa: F401
     stats,  # noqa: F401
