@@ -20,6 +20,7 @@ from storage import models as m
 from tests.conftest import BotRunner, has, pg_engine, register_civil_servant, say
 
 ADMIN = 9001
+DEPUTY = 9002
 
 
 @pytest.fixture
@@ -31,7 +32,7 @@ async def console_bot(
     database_url: str,
 ) -> AsyncIterator[BotRunner]:
     runner = BotRunner(
-        fake_api, rules, clock, lambda: pg_engine(database_url), admin_ids=str(ADMIN)
+        fake_api, rules, clock, lambda: pg_engine(database_url), admin_ids=f"{ADMIN},{DEPUTY}"
     )
     await runner.start()
     try:
@@ -174,12 +175,24 @@ async def test_feedback_closed_without_an_answer_sends_nothing(
     assert "đã đóng, không trả lời" in full.text and "thời gian thi vòng 2" in full.text
     assert full.buttons == []
 
+    # Two organisers at once: one is typing an answer while the other closes the item.
+    await admin.press("✍️ Trả lời #2", message_id=after.message_id)
+    await admin.wait_for(has("Gõ câu trả lời"))
+    deputy = fake_api.user(DEPUTY)
+    await say(deputy, "/phanhoi", "#2 ·")
+    await deputy.press("✔️ Đóng #2")
+    await deputy.wait_for(has("Đã đóng góp ý #2"))
+    await say(admin, "Kết quả có vào tuần sau.", "đã được xử lý")
+    await say(admin, "Kết quả có vào tuần sau.", "chưa đăng ký")  # no longer an answer
+
     await asyncio.sleep(0.5)
     assert not any("trả lời góp ý" in msg.text for msg in user.bot_messages())
     items = await rows_of(console_bot, m.FeedbackRow)
-    assert [(i.status, i.answer) for i in items] == [("closed", None), ("open", None)]
+    assert [(i.status, i.answer) for i in items] == [("closed", None), ("closed", None)]
     audit = [(r.action, r.outcome, r.target) for r in await rows_of(console_bot, m.AuditRow)]
     assert ("feedback_close", "ok", "feedback:1") in audit
+    assert ("feedback_close", "ok", "feedback:2") in audit
+    assert ("fb_answer", "failed", "input:fb_answer") in audit
 
 
 async def test_a_contestant_is_refused_the_organisers_side_and_it_is_audited(

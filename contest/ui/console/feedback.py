@@ -460,6 +460,8 @@ async def answer_text(ui: Ui, request: Request) -> Reply:
         if exc.code in _RETYPE:
             menu = Menu.of([Choice(BTN_CANCEL, action("fbn", feedback_id))])
             return Reply(_say(exc), menu, expect=Expect("fb_answer", request.data))
+        # Answered or closed meanwhile (by another organiser): no more text goes there.
+        await ui.cancel_input(request.actor.account)
         raise
     who = h(view.person.full_name) if view.person else "thí sinh"
     return Reply(
