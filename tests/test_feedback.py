@@ -305,3 +305,32 @@ def test_clean_text() -> None:
         with pytest.raises(ContestError) as caught:
             clean_text(bad)
         assert caught.value.code == code, bad
+
+
+async def test_the_longest_items_still_fit_in_one_message(
+    console_bot: BotRunner, fake_api: FakeBotApi, clock: ManualClock
+):
+    """Four items of 2,000 characters about questions, from a contestant with a long name,
+    and an answer of 2,000: the list, the item and the notice each fit in one message."""
+    user = fake_api.user(9208)
+    name = "Tôn Nữ " + "Thị Hoàng Khánh Linh " * 4
+    await register_civil_servant(user, name=name.strip(), phone="0930000208")
+    result = await take_attempt(user)
+    for n in range(4):
+        if n == 3:
+            clock.advance(hours=1)  # past the hourly limit
+        await user.press("💬 Góp ý về bài thi", message_id=result.message_id)
+        picker = await user.wait_for(has("Bạn muốn góp ý"))
+        await user.press(str(n + 1), message_id=picker.message_id)
+        await user.wait_for(has(f"Góp ý về câu {n + 1}"))
+        await say(user, ("Câu này sai <b>& " * 200)[:TEXT_MAX], "đã nhận góp ý")
+    admin = fake_api.user(ADMIN)
+    listing = await say(admin, "/phanhoi", "4 góp ý chưa xử lý")
+    assert all(f"#{n} ·" in listing.text for n in range(1, 5))
+    await admin.press("✍️ Trả lời #1", message_id=listing.message_id)
+    await admin.wait_for(has("Gõ câu trả lời"))
+    await say(admin, "Đ" * TEXT_MAX, "Đã gửi câu trả lời")
+    full = await say(admin, "/phanhoi 1", "GÓP Ý #1")
+    assert "đã trả lời" in full.text
+    notice = await user.wait_for(has("trả lời góp ý #1"), timeout=10)
+    assert "Đ" * TEXT_MAX in notice.text

@@ -45,6 +45,10 @@ BTN_FEEDBACK = "💬 Góp ý về bài thi"
 BTN_CANCEL = "✖️ Hủy"
 INPUT_WAIT = timedelta(hours=1)  # typed text asked for longer ago is not taken as the answer
 QUESTION_ROW = 5  # question numbers per row of the picker
+# What one chat message (4,096 characters) holds: an item's text in the list, and the
+# feedback and the answer of an answered item shown in full.
+LIST_TEXT = 350
+ANSWERED_TEXT = 1400
 LABELS = texts.LABELS
 STATUS_NAMES = {OPEN: "chưa xử lý", ANSWERED: "đã trả lời", CLOSED: "đã đóng, không trả lời"}
 
@@ -87,6 +91,11 @@ def _say(exc: ContestError) -> str:
         else:
             params[key] = h(str(value))
     return texts.error(exc.code, **params)
+
+
+def _cut(text: str, limit: int) -> str:
+    """Shortened to ``limit`` characters, line breaks kept."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _short(text: str, limit: int) -> str:
@@ -278,7 +287,7 @@ def _question_lines(question: AttemptQuestion, *, full: bool) -> list[str]:
     key = question.key
     choice = question.choice
     if not full:
-        lines = [f"   <i>{h(_short(question.text, 160))}</i>"]
+        lines = [f"   <i>{h(_short(question.text, 140))}</i>"]
         if key is not None:
             lines.append(f"   Đáp án đúng: {LABELS[key]}. {h(_short(question.options[key], 80))}")
         chose = f"{LABELS[choice]}" if choice is not None else "chưa trả lời"
@@ -318,7 +327,7 @@ def _entry(view: FeedbackView) -> str:
     ]
     if view.question is not None:
         lines += _question_lines(view.question, full=False)
-    text = _short(item.text, 500)
+    text = _short(item.text, LIST_TEXT)
     more = f" (gõ /phanhoi {item.id} để xem đủ)" if text != " ".join(item.text.split()) else ""
     lines.append(f"💬 “{h(text)}”{more}")
     return "\n".join(lines)
@@ -375,10 +384,14 @@ def _item_reply(view: FeedbackView) -> Reply:
     ]
     if view.question is not None:
         lines += ["", *_question_lines(view.question, full=True)]
-    lines += ["", "<b>Nội dung góp ý:</b>", h(item.text)]
-    if item.status == ANSWERED and item.answer:
+    answered = item.status == ANSWERED and item.answer
+    # Both at their longest would not fit in one message: each is cut, whole in the export.
+    limit = ANSWERED_TEXT if answered else TEXT_MAX
+    lines += ["", "<b>Nội dung góp ý:</b>", h(_cut(item.text, limit))]
+    if answered and item.answer:
         when = texts.fmt_dt(item.answered_at) if item.answered_at else ""
-        lines += ["", f"<b>Đã trả lời</b> ({h(item.answered_by or '')}, {when}):", h(item.answer)]
+        by = h(item.answered_by or "")
+        lines += ["", f"<b>Đã trả lời</b> ({by}, {when}):", h(_cut(item.answer, limit))]
     elif item.status == CLOSED and item.closed_at:
         lines += ["", f"Đã đóng không trả lời lúc {texts.fmt_dt(item.closed_at)}."]
     menu = None
