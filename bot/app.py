@@ -28,6 +28,7 @@ from scheduler.deadlines import DELIVERY_CONCURRENCY, DeadlineScheduler, process
 from scheduler.lease import LeaseGuard
 from scheduler.throttle import SendThrottle
 from storage.db import create_engine
+from storage.fixes import read_upload
 from storage.presses import DriverPressStores
 from storage.schema import migrate
 from storage.uow import SqlUnitOfWorkFactory
@@ -97,7 +98,12 @@ def build_application(
     presses = DriverPressStores(engine) if DriverPressStores.supports(engine) else None
     admins = frozenset(Account.telegram(user) for user in settings.admin_ids)
     service = ContestService(
-        SqlUnitOfWorkFactory(engine), clock, rules, presses=presses, admins=admins
+        SqlUnitOfWorkFactory(engine),
+        clock,
+        rules,
+        presses=presses,
+        admins=admins,
+        upload_reader=read_upload,
     )
     assert app.job_queue is not None, "python-telegram-bot[job-queue] is required"
     # Messages the bot sends on its own use a Bot of their own: own pool, own pace.

@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from types import TracebackType
@@ -66,14 +66,25 @@ class UnitRepository(Protocol):
     async def count(self) -> int: ...
 
 
+# The key of a voided question on the answer path: every answer to it counts as correct.
+VOIDED_KEY = -1
+
+
 class QuestionRepository(Protocol):
     async def catalog(self, *, include_inactive: bool = False) -> list[Question]: ...
     async def get_many(self, ids: Sequence[int]) -> dict[int, Question]: ...
-    async def answer_of(self, question_id: int) -> int | None: ...
+    async def answer_of(self, question_id: int) -> int | None:
+        """The key of a question (VOIDED_KEY once it is voided: any answer is right)."""
+        ...
+
     async def upsert(self, rows: Sequence[QuestionRow], *, replace: bool = False) -> ImportSummary:
         """Add or update by question text; with ``replace``, withdraw (deactivate) every
         active question the rows do not contain. Withdrawn questions stay for the attempts
-        that drew them."""
+        that drew them. A voided question stays withdrawn."""
+        ...
+
+    async def drawn(self, ids: Sequence[int]) -> set[int]:
+        """Those of ``ids`` that some attempt drew."""
         ...
 
     async def count(self) -> int: ...
@@ -402,6 +413,155 @@ class FeedbackRepository(Protocol):
         ...
 
 
+# A question fixed during the contest: its kinds (``question_fixes.kind``).
+FIX_WORDING = "wording"  # text or options corrected; nothing is re-graded
+FIX_KEY = "key"  # the key corrected; every answer given to it is re-graded
+FIX_VOID = "void"  # voided: correct for everyone who drew it, withdrawn from draws
+
+
+@dataclass(frozen=True)
+class QuestionState:
+    """A question as the organisers see it when they fix it."""
+
+    question: Question
+    active: bool  # drawn by new attempts
+    voided_at: datetime | None
+
+    @property
+    def voided(self) -> bool:
+        return self.voided_at is not None
+
+
+@dataclass(frozen=True)
+class FixImpact:
+    """What a fix of a question touches, counted before it is made."""
+
+    attempts: int  # attempts that drew the question
+    persons: int  # their persons
+    in_progress: int  # of those attempts, still running (re-graded, finished as usual)
+    changed_attempts: int  # finished attempts whose score changes
+    changed_persons: int  # persons with such an attempt: they are told their new result
+
+
+@dataclass(frozen=True)
+class FixNotice:
+    """The message a re-grade queues, one per person whose finished attempt changed:
+    outbox key ``key_prefix + person id``."""
+
+    kind: str
+    key_prefix: str
+    payload: dict[str, Any]
+    now: datetime
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
+class Regraded:
+    items: int  # answers whose grade changed (unanswered ones too, for a void)
+    attempts: int  # finished attempts whose score changed
+    notified: int  # persons told (one message each)
+
+
+@dataclass(frozen=True)
+class QuestionFix:
+    """A fix as recorded (``question_fixes``)."""
+
+    id: int
+    question_id: int
+    kind: str
+    before: dict[str, Any]
+    after: dict[str, Any]
+    by: str
+    at: datetime
+    attempts_touched: int
+    persons_touched: int
+
+
+class QuestionFixRepository(Protocol):
+    """Fixing a question during the contest: what it touches, the re-grade (all in SQL, in
+    the caller's transaction), and the record of fixes."""
+
+    async def state(self, question_id: int, *, lock: bool = False) -> QuestionState | None:
+        """The question with its flags; with ``lock``, its row is locked until the end of
+        the transaction (PostgreSQL; SQLite's writers are serialised anyway)."""
+        ...
+
+    async def states(self) -> list[QuestionState]:
+        """Every question of the bank, withdrawn and voided ones included, by id."""
+        ...
+
+    async def text_owner(self, text: str) -> int | None:
+        """The question whose text is this one (case and spacing aside), if any."""
+        ...
+
+    async def impact(
+        self, question_id: int, *, key: int | None = None, void: bool = False
+    ) -> FixImpact:
+        """What a new ``key`` (or a ``void``; neither: a wording fix) would touch."""
+        ...
+
+    async def set_key(self, question_id: int, old: int, new: int, now: datetime) -> bool:
+        """Compare-and-set of the key; False when it is no longer ``old`` or voided."""
+        ...
+
+    async def void(self, question_id: int, now: datetime) -> bool:
+        """Void and withdraw the question; False when it already was voided."""
+        ...
+
+    async def reword(
+        self, question_id: int, text: str, options: tuple[str, str, str], now: datetime
+    ) -> None: ...
+    async def regrade(self, question_id: int, *, key: int | None, notice: FixNotice) -> Regraded:
+        """Re-grade every item of the question with ``key`` (None: void, every item of it
+        counts as correct, answered or not); recompute the finished attempts' scores and
+        their persons' counting attempts; queue ``notice`` for each person with a finished
+        attempt whose score changed. Attempts in progress get their items re-graded only."""
+        ...
+
+    async def settle(self, question_id: int, *, key: int | None, notice: FixNotice) -> Regraded:
+        """After the fix is committed, in a transaction of its own: the re-grade again, for
+        answers recorded meanwhile by presses that read the question before the fix
+        committed (concurrent transactions of PostgreSQL; nothing to do where writers run
+        one at a time). A person already told is not told twice."""
+        ...
+
+    async def record(self, fix: QuestionFix) -> int:
+        """Store a fix (its ``id`` is ignored); the new id."""
+        ...
+
+    async def get(self, fix_id: int) -> QuestionFix | None: ...
+    async def rounds_drawn(self, question_id: int, person_id: int) -> list[int]:
+        """The rounds in which the person has a finished attempt that drew the question."""
+        ...
+
+
+class PendingRepository(Protocol):
+    """Requests waiting for a confirmation (an uploaded file, a fix shown for review), by
+    key, so a press in any process, or after a restart, finds them."""
+
+    async def put(self, key: str, value: dict[str, Any], by: str, now: datetime) -> None: ...
+    async def get(self, key: str) -> tuple[dict[str, Any], str, datetime] | None:
+        """The value, who stored it, and when."""
+        ...
+
+    async def take(self, key: str) -> bool:
+        """Remove it: the compare-and-set of a confirmation (False: gone already)."""
+        ...
+
+    async def purge(self, prefix: str, before: datetime) -> int:
+        """Remove those under ``prefix`` stored before ``before``."""
+        ...
+
+
+class UploadReader(Protocol):
+    """Reads a file sent in the chat (CSV or XLSX, within the chat's size cap) into its
+    header and rows, read one by one; raises ImportRejected (``storage.files``)."""
+
+    def __call__(
+        self, path: str, data: bytes
+    ) -> tuple[list[str], Iterator[Mapping[str, str | None]]]: ...
+
+
 class UnitOfWork(Protocol):
     units: UnitRepository
     questions: QuestionRepository
@@ -416,6 +576,8 @@ class UnitOfWork(Protocol):
     stats: StatsRepository
     feedback: FeedbackRepository
     locks: LockRepository
+    fixes: QuestionFixRepository
+    pending: PendingRepository
 
     async def __aenter__(self) -> UnitOfWork: ...
     async def __aexit__(

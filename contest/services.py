@@ -12,7 +12,7 @@ import random
 
 from contest.clock import Clock
 from contest.model import Account
-from contest.ports import AttemptTimer, PressStoreFactory, UnitOfWorkFactory
+from contest.ports import AttemptTimer, PressStoreFactory, UnitOfWorkFactory, UploadReader
 from contest.rules import ContestRules
 from contest.usecases.base import Context
 from contest.usecases.console import Console
@@ -26,6 +26,7 @@ from contest.usecases.exams import (
     Warning_,
 )
 from contest.usecases.feedback import Feedback
+from contest.usecases.fixes import QuestionFixes
 from contest.usecases.locks import Locks
 from contest.usecases.outbox import (
     INLINE_RESULT_GRACE,
@@ -70,6 +71,7 @@ class ContestService:
         timer: AttemptTimer | None = None,
         presses: PressStoreFactory | None = None,
         admins: frozenset[Account] = frozenset(),
+        upload_reader: UploadReader | None = None,
     ) -> None:
         self.ctx = Context(uow, clock, rules, presses=presses, admins=admins)
         if rng is not None:
@@ -80,7 +82,8 @@ class ContestService:
         self.exams = Exams(self.ctx)
         self.results = Results(self.ctx)
         self.outbox = Outbox(self.ctx)
-        self.console = Console(self.ctx)
+        self.console = Console(self.ctx, upload_reader)
+        self.fixes = QuestionFixes(self.ctx)
         self.staff = Staff(self.ctx)
         self.stats = Stats(self.ctx)
         self.feedback = Feedback(self.ctx)

@@ -116,10 +116,12 @@ async def on_document(update: Update, context: Context) -> None:
     document = message.document
     console = ui(context)
     actor = await console.actor(user_id(update), _name(update))
+    name = document.file_name or "tep"
     if actor.role is Role.CONTESTANT:  # a photo or a file from a contestant: no import
+        target = f"upload:{name[:60]}"  # audited as the router audits a refused route
+        await console.service.staff.record(actor, "upload", "refused", target=target)
         await reply(update, texts.ONLY_TEXT)
         return
-    name = document.file_name or "tep"
     size = document.file_size or 0
     if size > MAX_UPLOAD_BYTES:
         await reply(update, texts.upload_too_big(size, MAX_UPLOAD_BYTES))

@@ -46,7 +46,7 @@ async def rules(update: Update, context: Context) -> None:
 
 async def guide(update: Update, context: Context) -> None:
     """/huongdan."""
-    await reply(update, texts.guide_text())
+    await reply(update, texts.guide_text(deps(context).rules))
 
 
 async def info_button(update: Update, context: Context) -> None:

@@ -51,7 +51,11 @@ ITEMS = (
     "SELECT position, question_id, option_order, choice, correct, answered_at "
     "FROM attempt_items WHERE attempt_id = :attempt_id ORDER BY position"
 )
-ANSWER_OF = "SELECT answer FROM questions WHERE id = :question_id"
+# A voided question's key is contest.ports.VOIDED_KEY (-1): every answer to it is right.
+ANSWER_OF = (
+    "SELECT CASE WHEN voided_at IS NULL THEN answer ELSE -1 END FROM questions "
+    "WHERE id = :question_id"
+)
 RECORD_ANSWER = (
     "UPDATE attempt_items SET choice = :choice, correct = :correct, answered_at = :answered_at "
     "WHERE attempt_id = :attempt_id AND position = :position AND choice IS NULL"
@@ -397,7 +401,7 @@ class _Numbered:
 # late press is told its question is stale).
 _PG_OWNED = _Numbered(
     f"SELECT {_ATTEMPT_COLUMNS}, i.position, i.question_id, i.option_order, i.choice, "
-    "i.correct, i.answered_at, q.answer "
+    "i.correct, i.answered_at, CASE WHEN q.voided_at IS NULL THEN q.answer ELSE -1 END "
     "FROM attempts a JOIN accounts c ON c.person_id = a.person_id "
     "LEFT JOIN attempt_items i ON i.attempt_id = a.id "
     "LEFT JOIN questions q ON q.id = i.question_id "

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, and_, bindparam, func, insert, or_, select, text, update
+from sqlalchemy import Table, and_, bindparam, case, func, insert, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import CursorResult
@@ -31,7 +31,7 @@ from contest.model import (
     Unit,
     UnitKind,
 )
-from contest.ports import ImportSummary, Notification, UnitPage
+from contest.ports import VOIDED_KEY, ImportSummary, Notification, UnitPage
 from contest.registration import Draft
 from contest.text import fold, question_key
 from storage import models as m
@@ -197,7 +197,8 @@ class SqlQuestions(SqlRepository):
             else:
                 current.topic, current.text = row.topic, row.text
                 current.option_a, current.option_b, current.option_c = a, b, c
-                current.answer, current.active, current.updated_at = row.answer, True, now
+                current.answer, current.updated_at = row.answer, now
+                current.active = current.voided_at is None  # a voided question stays out
                 updated += 1
         withdrawn = 0
         if replace:
@@ -211,6 +212,21 @@ class SqlQuestions(SqlRepository):
     async def count(self) -> int:
         stmt = select(func.count()).select_from(m.QuestionRow).where(m.QuestionRow.active)
         return int(await self.session.scalar(stmt) or 0)
+
+    async def drawn(self, ids: Sequence[int]) -> set[int]:
+        found: set[int] = set()
+        conn = await self._connection()
+        unique = sorted(set(ids))
+        for start in range(0, len(unique), 500):
+            # EXISTS per question: one probe of the question_id index each.
+            chunk = unique[start : start + 500]
+            q = m.QuestionRow.__table__.c
+            stmt = select(q.id).where(
+                q.id.in_(chunk),
+                select(ITEMS.question_id).where(ITEMS.question_id == q.id).exists(),
+            )
+            found.update(int(i) for i in (await conn.execute(stmt)).scalars())
+        return found
 
 
 class SqlPersons(SqlRepository):
@@ -391,9 +407,13 @@ def _result_of(row: Any, round: int) -> AttemptResult:
     )
 
 
-_ANSWER_OF = select(m.QuestionRow.__table__.c.answer).where(
-    m.QuestionRow.__table__.c.id == bindparam("question_id")
-)
+# A voided question's key is VOIDED_KEY: every answer to it is right.
+_ANSWER_OF = select(
+    case(
+        (m.QuestionRow.__table__.c.voided_at.is_(None), m.QuestionRow.__table__.c.answer),
+        else_=VOIDED_KEY,
+    )
+).where(m.QuestionRow.__table__.c.id == bindparam("question_id"))
 _GET_ATTEMPT = select(ATTEMPTS).where(ATTEMPTS.c.id == bindparam("attempt_id"))
 _OWNED_ATTEMPT = (
     select(ATTEMPTS)

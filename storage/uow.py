@@ -17,7 +17,9 @@ from contest.ports import (
     FeedbackRepository,
     LockRepository,
     OutboxRepository,
+    PendingRepository,
     PersonRepository,
+    QuestionFixRepository,
     QuestionRepository,
     StaffRepository,
     StatsRepository,
@@ -25,6 +27,7 @@ from contest.ports import (
 )
 from storage.db import acquire_writer, is_sqlite, session_factory, writer_lock
 from storage.feedback import SqlFeedback
+from storage.fixes import SqlPending, SqlQuestionFixes
 from storage.repositories import (
     SqlAccounts,
     SqlAttempts,
@@ -56,6 +59,8 @@ class SqlUnitOfWork:
     stats: StatsRepository
     feedback: FeedbackRepository
     locks: LockRepository
+    fixes: QuestionFixRepository
+    pending: PendingRepository
 
     # Every repository of a unit of work, by attribute name (one instance per transaction).
     REPOSITORIES: ClassVar[dict[str, type[SqlRepository]]] = {
@@ -72,6 +77,8 @@ class SqlUnitOfWork:
         "stats": SqlStats,
         "feedback": SqlFeedback,
         "locks": SqlLocks,
+        "fixes": SqlQuestionFixes,
+        "pending": SqlPending,
     }
 
     def __init__(

@@ -167,9 +167,10 @@ def rules_text(rules: ContestRules) -> str:
             "<b>Vòng 2</b>",
             f"• {r2.qualifiers} thí sinh có kết quả cao nhất vòng 1, trả lời đúng từ "
             f"{int(r2.min_ratio * 100)}% trở lên, thi trắc nghiệm tập trung"
-            + (f" tại {h(r2.venue)}" if r2.venue else "")
+            + (f" tại {h(r2.venue)}" if r2.venue.strip() else " (địa điểm sẽ thông báo sau)")
             + f" ({fmt_range(r2.round.window.opens, r2.round.window.closes)}); vòng 2 có "
-            f"{r2.round.attempts:02d} lượt làm bài.",
+            f"{r2.round.attempts:02d} lượt làm bài, mỗi lượt {r2.round.questions} câu, làm "
+            f"trong {r2.round.minutes} phút.",
             "",
             "<b>Giải thưởng</b>",
             f"• Giải Nhất: {p.first:02d} giải, mỗi giải {fmt_money(p.first_amount)}.",
@@ -181,7 +182,17 @@ def rules_text(rules: ContestRules) -> str:
     )
 
 
-def guide_text() -> str:
+def _reminders(rules: ContestRules) -> str:
+    """'; hệ thống nhắc khi còn 5 phút và 1 phút' from the rules (nothing if none)."""
+    warnings = [fmt_duration(w.total_seconds()) for w in sorted(rules.warn_before, reverse=True)]
+    if not warnings:
+        return ""
+    spoken = warnings[0] if len(warnings) == 1 else ", ".join(warnings[:-1]) + " và " + warnings[-1]
+    return f"; hệ thống nhắc khi còn {spoken}"
+
+
+def guide_text(rules: ContestRules) -> str:
+    r1 = rules.round1
     return "\n".join(
         [
             "<b>❓ HƯỚNG DẪN DỰ THI</b>",
@@ -190,12 +201,14 @@ def guide_text() -> str:
             "dữ liệu cá nhân, nhập họ tên, ngày sinh, chia sẻ số điện thoại của bạn, chọn "
             "đối tượng dự thi, rồi chọn đơn vị công tác và chức vụ (cán bộ, công chức, viên "
             "chức) hoặc phường (công dân).",
-            "2. Mỗi lần thi có 20 câu, làm trong 20 phút; mỗi người được thi 2 lần. Gõ /thi rồi "
+            f"2. Mỗi lần thi có {r1.questions} câu, làm trong {r1.minutes} phút; mỗi người được "
+            f"thi {r1.attempts} lần. Gõ /thi rồi "
             "bấm “Bắt đầu làm bài”. Các câu hỏi lần lượt hiện trong cùng một tin nhắn; bấm A, B "
             "hoặc C để trả lời. Đáp án đã chọn được lưu ngay, không sửa được.",
             "3. Thời gian vẫn tính khi bạn rời khỏi bài thi; gõ /thi để làm tiếp bài đang dở. "
-            "Thời gian còn lại ghi trên mỗi câu hỏi (tính tại lúc câu hiện ra); hệ thống nhắc "
-            "khi còn 5 phút và 1 phút.",
+            "Thời gian còn lại ghi trên mỗi câu hỏi (tính tại lúc câu hiện ra)"
+            + _reminders(rules)
+            + ".",
             "4. Gõ /ketqua để xem kết quả các lần thi, /hoso để xem hồ sơ đăng ký.",
             "",
             COMMANDS,

@@ -11,7 +11,7 @@ from enum import StrEnum
 
 from contest.errors import Conflict, ContestError
 from contest.model import Account, Attempt, AttemptItem, AttemptResult, AttemptStatus
-from contest.ports import AttemptFinisher, UnitOfWork
+from contest.ports import VOIDED_KEY, AttemptFinisher, UnitOfWork
 from contest.rules import RoundRules
 from contest.scoring import best_result
 from contest.selection import select_questions, shuffled_order
@@ -260,7 +260,7 @@ class Exams(UseCase):
                 # Graded against the bank as it is now (an import may have fixed a key);
                 # the cache only serves the text of the next card.
                 key = await store.answer_of(item.question_id)
-                correct = item.order[choice] == key
+                correct = key == VOIDED_KEY or item.order[choice] == key  # void: all right
                 if not await store.record_answer(attempt.id, position, choice, correct, now):
                     raise ContestError("stale_question")
                 item.choice, item.correct, item.answered_at = choice, correct, now

@@ -2,8 +2,11 @@
 registers every route on ``contest.ui.router.CONSOLE``."""
 
 from contest.ui.console import (
+    config,  # noqa: F401
     feedback,  # noqa: F401
+    fixes,  # noqa: F401
     locks,  # noqa: F401
     staff,  # noqa: F401
     stats,  # noqa: F401
+    uploads,  # noqa: F401
 )
