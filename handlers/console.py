@@ -11,6 +11,7 @@ attempt is audited.
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from typing import Any
 
 from telegram import BotCommand, BotCommandScopeChat, InputFile, Message, Update
@@ -83,6 +84,8 @@ async def render(update: Update, context: Context, answer: Reply) -> None:
             caption=answer.document.caption or None,
             parse_mode="HTML",
         )
+    if answer.later is not None:  # the slow part (an export): its reply follows, as new
+        await render(update, context, replace(await answer.later(), new_message=True))
 
 
 async def on_command(update: Update, context: Context) -> None:

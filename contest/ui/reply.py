@@ -3,7 +3,7 @@ optional document, a short alert for the press itself."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 ACTION_MAX_BYTES = 64  # Telegram's limit for callback data; other channels keep it in state
@@ -71,3 +71,6 @@ class Reply:
     expect: Expect | None = None
     cancel_input: bool = True  # a reply without ``expect`` ends any input being awaited
     roles_changed: bool = False  # staff roles changed: channels refresh their command menus
+    # A slow part (an export made in another process): the channel shows this reply at once,
+    # then awaits ``later`` and shows the reply it returns as a new message.
+    later: Callable[[], Awaitable[Reply]] | None = field(default=None, compare=False)
