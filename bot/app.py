@@ -28,6 +28,7 @@ from scheduler.deadlines import DELIVERY_CONCURRENCY, DeadlineScheduler, process
 from scheduler.lease import LeaseGuard
 from scheduler.throttle import SendThrottle
 from storage.db import create_engine
+from storage.export import WorkerExporter
 from storage.fixes import read_upload
 from storage.presses import DriverPressStores
 from storage.schema import migrate
@@ -123,6 +124,7 @@ def build_application(
         sweep_seconds=settings.sweep_seconds,
     )
     service.timer = deadlines
+    service.exports.exporter = WorkerExporter(engine)  # the workbook: in a worker process
     app.bot_data[DEPS_KEY] = Deps(service, rules, clock, settings.admin_ids)
     app.bot_data[RUNTIME_KEY] = Runtime(engine, service, deadlines, bulk_bot, lease, presses)
 

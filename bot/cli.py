@@ -190,6 +190,50 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    """The organisers' workbook (what /xuat sends) written to a file."""
+    from datetime import UTC, datetime
+
+    from contest.ports import ExportRequest
+    from storage.db import create_engine
+    from storage.export import write_workbook
+    from storage.schema import migrate
+
+    output: Path = args.file
+    if output.suffix.lower() != ".xlsx":
+        return fail(f"Tệp “{output}” phải có đuôi .xlsx.")
+    settings = load_settings()
+    try:
+        rules = load_rules(settings.config_path())
+    except ConfigError as exc:
+        return fail(f"Lỗi cấu hình cuộc thi: {exc}")
+
+    async def go() -> int:
+        engine = create_engine(settings.database_url)
+        try:
+            await migrate(engine)
+            request = ExportRequest(args.round, rules.quota, datetime.now(UTC))
+            written = await write_workbook(engine, request, output)
+        finally:
+            await engine.dispose()
+
+        def num(value: int) -> str:
+            return f"{value:,}".replace(",", ".")
+
+        print(
+            f"Đã ghi {output}: {num(written.contestants)} thí sinh ({num(written.ranked)} "
+            f"được xếp hạng), {num(written.attempts)} lần thi, phân tích "
+            f"{num(written.questions)} câu hỏi. Tệp có số điện thoại của thí sinh: chỉ dùng "
+            "trong Ban Tổ chức."
+        )
+        return 0
+
+    try:
+        return asyncio.run(go())
+    except OSError as exc:
+        return fail(f"Không ghi được tệp {output}: {exc.strerror or exc}.", 1)
+
+
 def cmd_qr(args: argparse.Namespace) -> int:
     """The deep link into the exam (``https://t.me/<bot>?start=thi``) as a QR code, for
     posters and the district portal; the bot's username from getMe unless given."""
@@ -301,6 +345,12 @@ def parser() -> argparse.ArgumentParser:
     iu.set_defaults(func=cmd_import_units)
     mg = sub.add_parser("migrate", help="cập nhật cấu trúc cơ sở dữ liệu")
     mg.set_defaults(func=cmd_migrate)
+    ex = sub.add_parser(
+        "export", help="xuất dữ liệu cuộc thi ra tệp Excel (như lệnh /xuat của Ban Tổ chức)"
+    )
+    ex.add_argument("file", type=Path, help="tệp .xlsx cần ghi")
+    ex.add_argument("--round", type=int, default=1, choices=(1, 2), help="vòng thi (mặc định: 1)")
+    ex.set_defaults(func=cmd_export)
     qr = sub.add_parser(
         "qr", help="tạo mã QR của đường dẫn vào thi (in trên áp phích, cổng thông tin)"
     )

@@ -30,6 +30,7 @@ from contest.model import (
 )
 from contest.participation import Totals, UnitCounts
 from contest.registration import Draft
+from contest.rules import QuotaRules
 
 
 @dataclass(frozen=True)
@@ -732,3 +733,32 @@ class NullTimer:
 
     def disarm(self, attempt_id: int) -> None:
         return None
+
+
+@dataclass(frozen=True)
+class ExportRequest:
+    """What the organisers' workbook is made of: a round's results, and the quota the
+    participation sheet judges the units by."""
+
+    round: int
+    quota: QuotaRules
+    at: datetime  # when it was asked for (aware): the workbook is as of about then
+
+
+@dataclass(frozen=True)
+class ExportedWorkbook:
+    """An XLSX workbook, and what it holds."""
+
+    data: bytes
+    contestants: int  # rows of the contestants' sheet (every registered person)
+    ranked: int  # of them, in the ranking
+    attempts: int
+    questions: int  # rows of the item analysis
+    seconds: float  # how long it took to build
+
+
+class Exporter(Protocol):
+    """Builds the organisers' workbook away from the caller's event loop (another process),
+    so that the bot keeps answering while it is made."""
+
+    async def workbook(self, request: ExportRequest) -> ExportedWorkbook: ...

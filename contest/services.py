@@ -25,6 +25,7 @@ from contest.usecases.exams import (
     ExamStatus,
     Warning_,
 )
+from contest.usecases.exports import Exports
 from contest.usecases.feedback import Feedback
 from contest.usecases.fixes import QuestionFixes
 from contest.usecases.locks import Locks
@@ -86,6 +87,7 @@ class ContestService:
         self.fixes = QuestionFixes(self.ctx)
         self.staff = Staff(self.ctx)
         self.stats = Stats(self.ctx)
+        self.exports = Exports(self.ctx)
         self.feedback = Feedback(self.ctx)
         self.locks = Locks(self.ctx)
 

@@ -3,6 +3,7 @@ registers every route on ``contest.ui.router.CONSOLE``."""
 
 from contest.ui.console import (
     config,  # noqa: F401
+    exports,  # noqa: F401
     feedback,  # noqa: F401
     fixes,  # noqa: F401
     locks,  # noqa: F401
