@@ -20,7 +20,7 @@ from contest.model import Account
 from contest.rules import ContestRules
 from contest.services import ContestService
 from contest.ui.router import Ui
-from handlers import console, exam, info, registration
+from handlers import console, exam, info, reachable, registration
 from handlers.common import DEPS_KEY, Deps, on_error
 from handlers.console import CONTESTANT_COMMANDS, UI_KEY, refresh_menus
 from handlers.notify import TelegramNotifier
@@ -134,6 +134,8 @@ def build_application(
             app.add_handler(handler)
     for handler in info.fallbacks():
         app.add_handler(handler)
+    for handler in reachable.handlers():  # every update, before the others
+        app.add_handler(handler, group=reachable.GROUP)
     app.add_error_handler(on_error)
     return app
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
+from enum import StrEnum
 from types import TracebackType
 from typing import Any, Protocol
 
@@ -57,6 +58,9 @@ class Notification:
     kind: str
     payload: dict[str, Any]
     tries: int = 1  # sending attempts so far, this one included
+    # Where it goes: the account the person used last, read with the claim (None: look it
+    # up, or the notification names its own ``payload["to"]``).
+    recipient: Account | None = None
 
 
 class UnitRepository(Protocol):
@@ -231,6 +235,42 @@ class OutboxRepository(Protocol):
     async def end_pending(self, key: str, now: datetime, outcome: str) -> bool:
         """End the notification ``key`` if it is pending and unclaimed (it was delivered
         another way, e.g. shown in the reply itself); False when it is not."""
+        ...
+
+    async def mark_sent_many(self, notification_ids: Sequence[int], now: datetime) -> None:
+        """``mark_sent`` for many at once (one statement)."""
+        ...
+
+    async def candidates(
+        self,
+        now: datetime,
+        limit: int,
+        *,
+        kinds: Sequence[str] | None = None,
+        exclude: Sequence[str] | None = None,
+        first: Sequence[str] | None = None,
+        after: int | None = None,
+        lapsed: bool = False,
+    ) -> list[Notification]:
+        """Pending notifications a claim may take, oldest first (a read; ``take``
+        decides): unclaimed ones, or with ``lapsed`` those whose claim ran out; of
+        ``kinds`` only, or not of ``exclude``; ``first``: these kinds before the others;
+        ``after``: ids above it only (a cursor through a long queue)."""
+        ...
+
+    async def recipients(self, person_ids: Sequence[int]) -> dict[int, Account]:
+        """Each person's preferred account (the one used last)."""
+        ...
+
+    async def take(
+        self, ids: Sequence[int], now: datetime, lease_seconds: float, owner: str
+    ) -> dict[int, int]:
+        """Claim these if they are still claimable (compare-and-set); the tries of each
+        one taken, this one included."""
+        ...
+
+    async def release(self, ids: Sequence[int]) -> None:
+        """Give back claimed notifications never tried: offered again at once."""
         ...
 
 
@@ -563,6 +603,111 @@ class UploadReader(Protocol):
     ) -> tuple[list[str], Iterator[Mapping[str, str | None]]]: ...
 
 
+class SegmentKind(StrEnum):
+    """Who a broadcast goes to."""
+
+    ALL = "all"  # everyone registered
+    NO_ATTEMPT = "no_attempt"  # registered, no round-1 attempt yet
+    ONE_LEFT = "one_left"  # exactly one round-1 attempt left
+    UNIT_KIND = "unit_kind"  # civil servants of one kind of unit
+    UNIT = "unit"  # civil servants of one unit
+    FOCAL = "focal"  # the units' focal persons
+
+
+@dataclass(frozen=True)
+class Segment:
+    kind: SegmentKind
+    unit_kind: UnitKind | None = None
+    unit_id: int | None = None
+
+
+@dataclass(frozen=True)
+class Audience:
+    """A segment now: who would get a broadcast, and who is left out (blocked the bot,
+    locked)."""
+
+    recipients: int
+    unreachable: int
+    locked: int
+
+
+@dataclass(frozen=True)
+class Broadcast:
+    id: int
+    created_by: str
+    created_at: datetime
+    segment: Segment
+    text: str  # as the organiser typed it (plain text)
+    status: str  # draft, sending, done, cancelled
+    total: int  # recipients (the preview's count for a draft, the rows queued once sent)
+    confirmed_at: datetime | None = None
+    finished_at: datetime | None = None
+    report_to: Account | None = None  # the organiser's account: progress and report
+    report_message_id: int | None = None  # the progress message, once posted
+    rows: tuple[int, int] | None = None  # first and last outbox id of its fan-out
+
+
+@dataclass(frozen=True)
+class BroadcastCounts:
+    delivered: int
+    blocked: int  # the person blocked the bot (or the chat is gone)
+    failed: int  # refused by the platform, expired, nowhere to send
+    pending: int
+
+
+class BroadcastRepository(Protocol):
+    async def audience(self, segment: Segment, round: int, attempts: int) -> Audience: ...
+    async def create(
+        self, *, created_by: str, now: datetime, segment: Segment, text: str, total: int
+    ) -> int:
+        """A draft; its id."""
+        ...
+
+    async def get(self, broadcast_id: int) -> Broadcast | None: ...
+    async def start(
+        self,
+        broadcast_id: int,
+        created_by: str,
+        now: datetime,
+        *,
+        drafted_after: datetime,
+        report_to: Account,
+    ) -> bool:
+        """Draft -> sending (compare-and-set: its author's draft, not older than
+        ``drafted_after``); False when it was not such a draft."""
+        ...
+
+    async def cancel(self, broadcast_id: int, created_by: str) -> bool:
+        """Draft -> cancelled (compare-and-set)."""
+        ...
+
+    async def fan_out(
+        self,
+        broadcast: Broadcast,
+        kind: str,
+        now: datetime,
+        expires_at: datetime,
+        *,
+        round: int,
+        attempts: int,
+    ) -> int:
+        """One outbox row per person of the segment (key ``broadcast:<id>:<person>``),
+        locked and unreachable persons left out, in one statement; records the count and
+        the rows on the broadcast; how many."""
+        ...
+
+    async def sending(self) -> list[Broadcast]: ...
+    async def counts(self, broadcast: Broadcast, kind: str) -> BroadcastCounts: ...
+    async def finish(self, broadcast_id: int, now: datetime) -> bool:
+        """Sending -> done (compare-and-set)."""
+        ...
+
+    async def set_report_message(self, broadcast_id: int, message_id: int | None) -> None: ...
+    async def unreachable_accounts(self) -> list[Account]:
+        """Every account of the persons marked unreachable."""
+        ...
+
+
 class UnitOfWork(Protocol):
     units: UnitRepository
     questions: QuestionRepository
@@ -575,6 +720,7 @@ class UnitOfWork(Protocol):
     audit: AuditRepository
     dialogues: DialogueRepository
     stats: StatsRepository
+    broadcasts: BroadcastRepository
     feedback: FeedbackRepository
     locks: LockRepository
     fixes: QuestionFixRepository

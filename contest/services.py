@@ -15,6 +15,7 @@ from contest.model import Account
 from contest.ports import AttemptTimer, PressStoreFactory, UnitOfWorkFactory, UploadReader
 from contest.rules import ContestRules
 from contest.usecases.base import Context
+from contest.usecases.broadcasts import Broadcasts
 from contest.usecases.console import Console
 from contest.usecases.exams import (
     AnswerOutcome,
@@ -87,6 +88,7 @@ class ContestService:
         self.fixes = QuestionFixes(self.ctx)
         self.staff = Staff(self.ctx)
         self.stats = Stats(self.ctx)
+        self.broadcasts = Broadcasts(self.ctx)
         self.exports = Exports(self.ctx)
         self.feedback = Feedback(self.ctx)
         self.locks = Locks(self.ctx)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -31,7 +31,9 @@ import contest.ui.exam_notices  # noqa: F401  (registers the notices of attempts
 from contest.model import Account, Channel
 from contest.ports import Notification
 from contest.services import ContestService
+from contest.ui.console.broadcasts import progress_text  # (and its notices)
 from contest.ui.notices import Notice, Refused, Unreachable, render
+from contest.usecases.outbox import REACHABILITY_REFRESH_SECONDS, Outbox
 from scheduler.lease import LeaseGuard, holder_name
 
 log = logging.getLogger(__name__)
@@ -41,8 +43,17 @@ JOB_KWARGS: dict[str, Any] = {"misfire_grace_time": None, "coalesce": True}
 # Notifications in flight at once. Each one waits for its send slots (about 30 messages/s
 # overall, and a second between the two messages of a result, which go to the same chat),
 # so they must overlap to reach the overall pace; the bulk connection pool has this size.
-# The claimed rows are never more than this, so a claim (60 s) does not run out unsent.
 DELIVERY_CONCURRENCY = 32
+# Claimed rows waiting for a free send, beyond those in flight: half a second's worth at the
+# senders' pace (none at 30/s, so a claim (60 s) never runs out unsent and a result claimed
+# later waits behind a second of sends at most), up to this many when pacing is lifted.
+DELIVERY_BACKLOG_MAX = 512
+DELIVERY_BACKLOG_SECONDS = 0.5
+# Rows sent are marked sent together: this many at a time, or this long after the first.
+MARK_BATCH = 256
+MARK_SECONDS = 0.1
+MARK_RETRY_SECONDS = 1.0
+PROGRESS_SECONDS = 3.0  # how often a broadcast's progress message may be edited
 DELIVERY_POLL_SECONDS = 1.0  # how often the lease holder looks at the outbox
 STOP_GRACE_SECONDS = 5.0  # at shutdown, for the sends in flight
 
@@ -53,7 +64,71 @@ class ChannelSender(Protocol):
 
     channel: Channel
 
+    @property
+    def pace(self) -> float:
+        """Messages per second it sends at, overall."""
+        ...
+
     async def deliver(self, account: Account, notice: Notice) -> None: ...
+    async def show(self, account: Account, notice: Notice, message_id: int | None) -> int | None:
+        """Show a status message (a broadcast's progress): edit ``message_id`` if given and
+        the channel can, else send it; the id to edit next time (None: none)."""
+        ...
+
+
+class SentMarks:
+    """Notifications sent and not yet marked sent: marked together, MARK_BATCH at a time or
+    MARK_SECONDS after the first, in one transaction (1,000 sends a second cost a few
+    transactions, not 1,000). A row is marked only after its send succeeded; a crash before
+    the mark sends it again once its claim runs out (at least once), never loses it."""
+
+    def __init__(self, outbox: Outbox) -> None:
+        self._outbox = outbox
+        self._waiting: list[int] = []
+        self.unmarked: set[int] = set()  # sent, not marked yet: never started again
+        self._timer: asyncio.TimerHandle | None = None
+        self._writing: asyncio.Task[None] | None = None
+
+    def add(self, notification_id: int) -> None:
+        self._waiting.append(notification_id)
+        self.unmarked.add(notification_id)
+        if len(self._waiting) >= MARK_BATCH:
+            self._write_soon()
+        elif self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(MARK_SECONDS, self._write_soon)
+
+    def _write_soon(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._writing is None or self._writing.done():
+            self._writing = asyncio.create_task(self._write(), name="outbox-marks")
+
+    async def _write(self) -> None:
+        while self._waiting:
+            batch, self._waiting = self._waiting, []
+            try:
+                await self._outbox.sent_many(batch)
+            except Exception as exc:  # the database: try again in a moment
+                self._waiting = batch + self._waiting
+                log.error("could not mark %d notifications sent: %s", len(batch), exc)
+                if self._timer is None:
+                    loop = asyncio.get_running_loop()
+                    self._timer = loop.call_later(MARK_RETRY_SECONDS, self._write_soon)
+                return
+            self.unmarked.difference_update(batch)
+
+    async def close(self) -> None:
+        """Mark what is waiting now (the end of a delivery)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._writing is not None:
+            await asyncio.gather(self._writing, return_exceptions=True)
+        await self._write()
+        if self._timer is not None:  # still failing: the rows are sent again later
+            self._timer.cancel()
+            self._timer = None
 
 
 def process_name() -> str:
@@ -84,6 +159,7 @@ class DeadlineScheduler:
         self._delivering = asyncio.Lock()
         self._delivery: asyncio.Task[int] | None = None
         self._stopping = False
+        self._shown: dict[int, object] = {}  # broadcast id -> the progress last shown
 
     # -------------------------------------------------------------- AttemptTimer
 
@@ -123,6 +199,20 @@ class DeadlineScheduler:
             self._on_poll,
             interval=min(DELIVERY_POLL_SECONDS, self.sweep_seconds),
             name="outbox-delivery",
+            job_kwargs=JOB_KWARGS,
+        )
+        self.job_queue.run_repeating(
+            self._on_progress,
+            interval=PROGRESS_SECONDS,
+            name="broadcast-progress",
+            job_kwargs=JOB_KWARGS,
+        )
+        # Every process: who is marked unreachable (cleared when they write again).
+        self.job_queue.run_repeating(
+            self._on_reachability,
+            interval=REACHABILITY_REFRESH_SECONDS,
+            first=0.0,
+            name="reachability",
             job_kwargs=JOB_KWARGS,
         )
 
@@ -180,6 +270,47 @@ class DeadlineScheduler:
     async def _on_poll(self, context: CallbackContext[Any, Any, Any, Any]) -> None:
         self.kick()
 
+    async def _on_progress(self, context: CallbackContext[Any, Any, Any, Any]) -> None:
+        if self._stopping or not self.lease.holding:
+            return
+        try:
+            await self.report_progress()
+        except Exception as exc:  # the database or the platform: next time
+            log.warning("broadcast progress failed: %s", type(exc).__name__)
+
+    async def _on_reachability(self, context: CallbackContext[Any, Any, Any, Any]) -> None:
+        try:
+            await self.service.outbox.load_unreachable()
+        except Exception as exc:
+            log.warning("could not read who is unreachable: %s", type(exc).__name__)
+
+    async def report_progress(self) -> None:
+        """Keep each broadcast's progress message up to date (edited when its counts
+        changed); a broadcast whose every row has ended is closed and its report queued."""
+        finished = False
+        for progress in await self.service.broadcasts.progress():
+            broadcast = progress.broadcast
+            finished = finished or progress.finished
+            shown = (progress.counts, progress.finished)
+            account = broadcast.report_to
+            sender = self.senders.get(account.channel) if account is not None else None
+            if account is None or sender is None or self._shown.get(broadcast.id) == shown:
+                continue
+            text = progress_text(broadcast, progress.counts, finished=progress.finished)
+            try:
+                message_id = await sender.show(account, Notice(text), broadcast.report_message_id)
+            except Exception as exc:  # best effort: the closing report is durable
+                log.info("could not show a broadcast's progress: %s", type(exc).__name__)
+                continue
+            if message_id != broadcast.report_message_id:
+                await self.service.broadcasts.progress_posted(broadcast.id, message_id)
+            if progress.finished:
+                self._shown.pop(broadcast.id, None)
+            else:
+                self._shown[broadcast.id] = shown
+        if finished:
+            self.kick()  # the closing reports wait in the outbox
+
     async def sweep(self) -> None:
         """Warnings due, attempts overdue, then pending notifications (lease holder only)."""
         held, fresh = await self.lease.renew()
@@ -197,16 +328,21 @@ class DeadlineScheduler:
         """Send pending notifications from the outbox; returns how many were sent.
 
         Up to DELIVERY_CONCURRENCY are in flight at once, paced by each sender's throttle;
-        more are claimed whenever half of them are done. Each notification is handled on
-        its own and never holds back the others: a transient failure is retried after a
-        back-off for as long as the notification is valid; only a final answer of the
-        platform (blocked, chat not found, a refused request) ends it unsent.
+        more are claimed whenever half of what was claimed is done (with pacing lifted, a
+        backlog of claimed rows waits for free sends: fewer, bigger claims). Each
+        notification is handled on its own and never holds back the others: a transient
+        failure is retried after a back-off for as long as the notification is valid; only
+        a final answer of the platform (blocked, chat not found, a refused request) ends it
+        unsent. Rows sent are marked sent in batches (``SentMarks``).
         """
         sent = 0
         async with self._delivering:
+            marks = SentMarks(self.service.outbox)
             # In flight by id: a claim that ran out while its send waited (429 pauses) comes
             # back in a later claim, and must not be sent a second time by this process.
             inflight: dict[int, asyncio.Task[int]] = {}
+            backlog: dict[int, Notification] = {}  # claimed, waiting for a free send
+            capacity = DELIVERY_CONCURRENCY + self._backlog_size()
             renew = False  # the sweep has just renewed the lease; later rounds renew it
             try:
                 while not self._stopping and self.lease.holding:
@@ -216,27 +352,33 @@ class DeadlineScheduler:
                         if not held:
                             break
                     renew = True
-                    want = DELIVERY_CONCURRENCY - len(inflight)
-                    batch = await self.service.outbox.claim(self.owner, want)
+                    room = capacity - len(inflight) - len(backlog)
+                    batch = await self.service.outbox.claim(self.owner, room)
                     for note in batch:
-                        if note.id not in inflight:
-                            inflight[note.id] = asyncio.create_task(self._deliver_one(note))
+                        known = note.id in inflight or note.id in backlog
+                        if not known and note.id not in marks.unmarked:
+                            backlog[note.id] = note
+                    self._start_sends(backlog, inflight, marks)
                     if not inflight:
                         break
                     # Drained: finish what is in flight, then look once more.
-                    floor = DELIVERY_CONCURRENCY // 2 if len(batch) == want else 0
-                    while len(inflight) > floor:
+                    floor = capacity // 2 if len(batch) == room else 0
+                    while inflight and len(inflight) + len(backlog) > floor:
                         done, _ = await asyncio.wait(
                             inflight.values(), return_when=asyncio.FIRST_COMPLETED
                         )
                         sent += self._settle(inflight, done)
+                        self._start_sends(backlog, inflight, marks)
             except asyncio.CancelledError:
                 # Stopping: an unsent row's claim runs out and it is sent again later.
                 for task in inflight.values():
                     task.cancel()
                 await asyncio.gather(*inflight.values(), return_exceptions=True)
+                await _quietly(marks.close())
                 raise
             finally:
+                if backlog:  # never tried: offered again at once, here or elsewhere
+                    await _quietly(self.service.outbox.release(list(backlog.values())))
                 # The lease was lost, the database failed, or shutdown began: what this
                 # process claimed and started still goes out (cancelling mid-way would
                 # send it twice), unless it is cancelled meanwhile.
@@ -247,9 +389,30 @@ class DeadlineScheduler:
                         for task in inflight.values():
                             task.cancel()
                         await asyncio.gather(*inflight.values(), return_exceptions=True)
+                        await _quietly(marks.close())
                         raise
                     sent += self._settle(inflight, set(inflight.values()))
+                await marks.close()
         return sent
+
+    def _backlog_size(self) -> int:
+        """Claimed rows that may wait beyond those in flight: half a second at the pace of
+        the slowest sender, less what is in flight, within [0, DELIVERY_BACKLOG_MAX]."""
+        pace = min((sender.pace for sender in self.senders.values()), default=0.0)
+        wanted = int(pace * DELIVERY_BACKLOG_SECONDS) - DELIVERY_CONCURRENCY
+        return max(0, min(DELIVERY_BACKLOG_MAX, wanted))
+
+    def _start_sends(
+        self,
+        backlog: dict[int, Notification],
+        inflight: dict[int, asyncio.Task[int]],
+        marks: SentMarks,
+    ) -> None:
+        """Start claimed notifications while sends are free (none once stopping)."""
+        while backlog and len(inflight) < DELIVERY_CONCURRENCY and not self._stopping:
+            note_id = next(iter(backlog))
+            note = backlog.pop(note_id)
+            inflight[note_id] = asyncio.create_task(self._deliver_one(note, marks))
 
     @staticmethod
     def _settle(inflight: dict[int, asyncio.Task[int]], done: set[asyncio.Task[int]]) -> int:
@@ -268,18 +431,18 @@ class DeadlineScheduler:
                 sent += task.result()
         return sent
 
-    async def _deliver_one(self, note: Notification) -> int:
+    async def _deliver_one(self, note: Notification, marks: SentMarks) -> int:
         try:
             notice = await render(self.service, note)
             if notice is None:  # nothing left to say (a warning for an attempt over)
                 await self.service.outbox.ended(note.id, "skipped")
                 return 0
-            account = await self.service.outbox.recipient(note.person_id, self.senders)
+            account = await self.service.outbox.recipient(note, self.senders)
             if account is None:
                 await self.service.outbox.ended(note.id, "skipped", "no account to send to")
                 return 0
             await self.senders[account.channel].deliver(account, notice)
-            await self.service.outbox.sent(note.id)
+            marks.add(note.id)  # marked sent with others, within MARK_SECONDS
             return 1
         except Unreachable as exc:
             # Blocked by the person, or the chat is gone: sending again would fail again.
@@ -301,6 +464,15 @@ class DeadlineScheduler:
                 when.strftime("%H:%M:%S"),
             )
         return 0
+
+
+async def _quietly(step: Awaitable[None]) -> None:
+    """Bookkeeping at the end of a delivery: a failure is logged, never raised over the
+    delivery's own outcome (the rows concerned are claimed again once their claims end)."""
+    try:
+        await step
+    except Exception as exc:
+        log.warning("outbox bookkeeping failed: %s", type(exc).__name__)
 
 
 def _log_failure(task: asyncio.Task[int]) -> None:

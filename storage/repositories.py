@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, cast
 
@@ -783,36 +784,100 @@ class SqlOutbox(SqlRepository):
         owner: str,
         kinds: Sequence[str] | None = None,
     ) -> list[Notification]:
-        pending = select(m.OutboxRow).where(self._claimable(now))
-        if kinds is not None:
-            pending = pending.where(m.OutboxRow.kind.in_(list(kinds)))
-        # On PostgreSQL concurrent claimers skip each other's rows instead of queueing.
-        rows = list(
-            await self.session.scalars(
-                pending.order_by(m.OutboxRow.id).limit(limit).with_for_update(skip_locked=True)
-            )
+        found = await self.candidates(now, limit, kinds=kinds, lapsed=True)
+        found += await self.candidates(now, limit - len(found), kinds=kinds)
+        taken = await self.take([n.id for n in found], now, lease_seconds, owner)
+        return [replace(n, tries=taken[n.id]) for n in found if n.id in taken]
+
+    async def candidates(
+        self,
+        now: datetime,
+        limit: int,
+        *,
+        kinds: Sequence[str] | None = None,
+        exclude: Sequence[str] | None = None,
+        first: Sequence[str] | None = None,
+        after: int | None = None,
+        lapsed: bool = False,
+    ) -> list[Notification]:
+        """Pending notifications, oldest first, that a claim may take (a read: ``take``
+        decides). ``lapsed``: only those whose claim ran out, else only those unclaimed
+        (both an index range of ``ix_outbox_pending``); ``after``: ids above it only (a
+        cursor: the index is read from there, not from its start); ``first``: these kinds
+        before the others."""
+        if limit <= 0:
+            return []
+        o = _OUTBOX.c
+        stmt = select(o.id, o.key, o.person_id, o.kind, o.payload, o.tries).where(
+            o.sent_at.is_(None),
+            o.claimed_until < now if lapsed else o.claimed_until.is_(None),
+            or_(o.not_before.is_(None), o.not_before <= now),
         )
-        claimed: list[Notification] = []
-        until = now + timedelta(seconds=lease_seconds)
-        for row in rows:
-            tries = (row.tries or 0) + 1  # read before the update refreshes the row
-            result = await self.session.execute(
-                update(m.OutboxRow)
-                .where(m.OutboxRow.id == row.id, self._claimable(now))
-                .values(claimed_until=until, claimed_by=owner, tries=m.OutboxRow.tries + 1)
-            )
-            if _rowcount(result) == 1:
-                claimed.append(
-                    Notification(
-                        row.id,
-                        row.key,
-                        row.person_id,
-                        row.kind,
-                        json.loads(row.payload),
-                        tries,
-                    )
+        if kinds is not None:
+            stmt = stmt.where(o.kind.in_(list(kinds)))
+        if exclude:
+            stmt = stmt.where(o.kind.not_in(list(exclude)))
+        if after is not None:
+            stmt = stmt.where(o.id > after)
+        order: list[Any] = []
+        if first:
+            order.append(case({kind: i for i, kind in enumerate(first)}, value=o.kind, else_=99))
+        conn = await self._connection()
+        rows = await conn.execute(stmt.order_by(*order, o.id).limit(limit))
+        return [
+            Notification(r.id, r.key, r.person_id, r.kind, json.loads(r.payload), r.tries + 1)
+            for r in rows
+        ]
+
+    async def recipients(self, person_ids: Sequence[int]) -> dict[int, Account]:
+        """Each person's preferred account: the one used last."""
+        wanted = sorted(set(person_ids))
+        found: dict[int, tuple[datetime, int, Account]] = {}
+        conn = await self._connection()
+        a = ACCOUNTS.c
+        for start in range(0, len(wanted), 500):
+            rows = await conn.execute(
+                select(a.id, a.person_id, a.channel, a.external_id, a.last_used_at).where(
+                    a.person_id.in_(wanted[start : start + 500])
                 )
-        return claimed
+            )
+            for r in rows:
+                best = found.get(r.person_id)
+                if best is None or (r.last_used_at, r.id) > best[:2]:
+                    found[r.person_id] = (r.last_used_at, r.id, to_account(r))
+        return {person_id: best[2] for person_id, best in found.items()}
+
+    async def take(
+        self, ids: Sequence[int], now: datetime, lease_seconds: float, owner: str
+    ) -> dict[int, int]:
+        """Claim these notifications for ``lease_seconds`` if they are still claimable (a
+        compare-and-set, one statement per 500); their tries so far, this one included."""
+        o = _OUTBOX.c
+        until = now + timedelta(seconds=lease_seconds)
+        taken: dict[int, int] = {}
+        conn = await self._connection()
+        wanted = list(dict.fromkeys(ids))
+        for start in range(0, len(wanted), 500):
+            rows = await conn.execute(
+                update(_OUTBOX)
+                .where(o.id.in_(wanted[start : start + 500]), self._claimable(now))
+                .values(claimed_until=until, claimed_by=owner, tries=o.tries + 1)
+                .returning(o.id, o.tries)
+            )
+            taken.update({r.id: r.tries for r in rows})
+        return taken
+
+    async def release(self, ids: Sequence[int]) -> None:
+        """Give back claimed notifications that were never tried (their claim and try
+        undone): offered again at once."""
+        o = _OUTBOX.c
+        conn = await self._connection()
+        for start in range(0, len(ids), 500):
+            await conn.execute(
+                update(_OUTBOX)
+                .where(o.id.in_(list(ids[start : start + 500])), o.sent_at.is_(None))
+                .values(claimed_until=None, claimed_by=None, tries=o.tries - 1)
+            )
 
     async def expire(self, now: datetime) -> int:
         result = await self.session.execute(
@@ -825,6 +890,17 @@ class SqlOutbox(SqlRepository):
     async def mark_sent(self, notification_id: int, now: datetime) -> None:
         conn = await self._connection()
         await conn.execute(_MARK_SENT, {"notification_id": notification_id, "sent_at": now})
+
+    async def mark_sent_many(self, notification_ids: Sequence[int], now: datetime) -> None:
+        o = _OUTBOX.c
+        conn = await self._connection()
+        ids = list(notification_ids)
+        for start in range(0, len(ids), 500):
+            await conn.execute(
+                update(_OUTBOX)
+                .where(o.id.in_(ids[start : start + 500]))
+                .values(sent_at=now, outcome="sent")
+            )
 
     async def end(
         self, notification_id: int, now: datetime, outcome: str, error: str | None = None

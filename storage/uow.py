@@ -12,6 +12,7 @@ from contest.ports import (
     AccountRepository,
     AttemptRepository,
     AuditRepository,
+    BroadcastRepository,
     DialogueRepository,
     DraftRepository,
     FeedbackRepository,
@@ -25,6 +26,7 @@ from contest.ports import (
     StatsRepository,
     UnitRepository,
 )
+from storage.broadcasts import SqlBroadcasts
 from storage.db import acquire_writer, is_sqlite, session_factory, writer_lock
 from storage.feedback import SqlFeedback
 from storage.fixes import SqlPending, SqlQuestionFixes
@@ -57,6 +59,7 @@ class SqlUnitOfWork:
     audit: AuditRepository
     dialogues: DialogueRepository
     stats: StatsRepository
+    broadcasts: BroadcastRepository
     feedback: FeedbackRepository
     locks: LockRepository
     fixes: QuestionFixRepository
@@ -75,6 +78,7 @@ class SqlUnitOfWork:
         "audit": SqlAudit,
         "dialogues": SqlDialogues,
         "stats": SqlStats,
+        "broadcasts": SqlBroadcasts,
         "feedback": SqlFeedback,
         "locks": SqlLocks,
         "fixes": SqlQuestionFixes,

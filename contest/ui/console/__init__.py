@@ -2,6 +2,7 @@
 registers every route on ``contest.ui.router.CONSOLE``."""
 
 from contest.ui.console import (
+    broadcasts,  # noqa: F401
     config,  # noqa: F401
     exports,  # noqa: F401
     feedback,  # noqa: F401
