@@ -30,7 +30,7 @@ from contest.usecases.staff import Actor
 from fakes.telegram import FakeBotApi, FakeMessage, FakeUser
 from storage import models as m
 from storage.uow import SqlUnitOfWorkFactory
-from tests.conftest import BotRunner, has, pg_engine, say
+from tests.conftest import BotRunner, has, pg_engine, register_civil_servant, say
 
 ADMIN = 9001
 FIRST_UID = 700_000
@@ -170,6 +170,36 @@ async def test_a_broadcast_survives_429_403_and_a_restart_without_duplicates(
         )
         status = await conn.scalar(select(m.BroadcastRow.status))
     assert unreachable == 4 and status == "done"
+
+
+async def test_a_result_due_during_a_broadcast_goes_out_before_it_ends(
+    console_bot: BotRunner,
+    fake_api: FakeBotApi,
+    rules: ContestRules,
+    seeded: AsyncEngine,
+    clock: ManualClock,
+):
+    """A broadcast to 150 takes 5 s at 30 messages/s; an attempt closed by its deadline
+    meanwhile has its result sent within a couple of seconds, not after the broadcast."""
+    contestant = fake_api.user(9500, first_name="Thí sinh")
+    await register_civil_servant(contestant, phone="0935000000")
+    intro = await say(contestant, "/thi", "Bắt đầu")
+    await contestant.press("▶️ Bắt đầu làm bài", message_id=intro.message_id)
+    await contestant.wait_for(has("Câu 1/20"))
+    uids = await _people(seeded, rules, fake_api, 150)
+    admin = fake_api.user(ADMIN, first_name="Trưởng ban")
+    preview = await _compose(admin, "📝 Đã đăng ký, chưa thi", "Vòng 1 sắp kết thúc")
+    assert "Sẽ gửi tới 150 người" in preview.text
+
+    def delivered() -> int:
+        return sum(1 for u in uids if _broadcasts_to(fake_api.user(u)))
+
+    await admin.press("✅ Xác nhận gửi", message_id=preview.message_id)
+    await _until(lambda: delivered() >= 20, what="the broadcast under way")
+    clock.advance(minutes=21)  # the attempt runs out: its result is queued
+    await contestant.wait_for_new_message(timeout=4, predicate=has("Đã hết thời gian"))
+    assert delivered() < 150, "the result waited for the whole broadcast"
+    await _until(lambda: delivered() == 150, what="the rest of the broadcast")
 
 
 async def test_blocked_persons_are_skipped_until_they_write_again(
