@@ -160,6 +160,7 @@ class DeadlineScheduler:
         self._delivery: asyncio.Task[int] | None = None
         self._stopping = False
         self._shown: dict[int, object] = {}  # broadcast id -> the progress last shown
+        self._reachability_read = False  # read while holding the lease: kept up to date
 
     # -------------------------------------------------------------- AttemptTimer
 
@@ -279,10 +280,19 @@ class DeadlineScheduler:
             log.warning("broadcast progress failed: %s", type(exc).__name__)
 
     async def _on_reachability(self, context: CallbackContext[Any, Any, Any, Any]) -> None:
+        """Read who is marked unreachable: once while this process holds the lease (it is
+        the one sending, so it marks them itself), every REACHABILITY_REFRESH_SECONDS
+        otherwise (the holder, another process, marks them). A scan of the persons: 40 ms
+        for 100,000 on SQLite."""
+        holding = self.lease.holding
+        if holding and self._reachability_read:
+            return
         try:
             await self.service.outbox.load_unreachable()
         except Exception as exc:
             log.warning("could not read who is unreachable: %s", type(exc).__name__)
+            return
+        self._reachability_read = holding
 
     async def report_progress(self) -> None:
         """Keep each broadcast's progress message up to date (edited when its counts
