@@ -54,6 +54,7 @@ MARK_BATCH = 256
 MARK_SECONDS = 0.1
 MARK_RETRY_SECONDS = 1.0
 PROGRESS_SECONDS = 3.0  # how often a broadcast's progress message may be edited
+_NO_EDITS = object()  # a progress shown on a channel that cannot edit it
 DELIVERY_POLL_SECONDS = 1.0  # how often the lease holder looks at the outbox
 STOP_GRACE_SECONDS = 5.0  # at shutdown, for the sends in flight
 
@@ -304,8 +305,11 @@ class DeadlineScheduler:
             shown = (progress.counts, progress.finished)
             account = broadcast.report_to
             sender = self.senders.get(account.channel) if account is not None else None
-            if account is None or sender is None or self._shown.get(broadcast.id) == shown:
+            before = self._shown.get(broadcast.id)
+            if account is None or sender is None or before == shown:
                 continue
+            if before is _NO_EDITS and not progress.finished:
+                continue  # a channel without edits: the first state and the last only
             text = progress_text(broadcast, progress.counts, finished=progress.finished)
             try:
                 message_id = await sender.show(account, Notice(text), broadcast.report_message_id)
@@ -317,7 +321,7 @@ class DeadlineScheduler:
             if progress.finished:
                 self._shown.pop(broadcast.id, None)
             else:
-                self._shown[broadcast.id] = shown
+                self._shown[broadcast.id] = shown if message_id is not None else _NO_EDITS
         if finished:
             self.kick()  # the closing reports wait in the outbox
 
