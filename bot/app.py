@@ -20,10 +20,11 @@ from contest.model import Account
 from contest.rules import ContestRules
 from contest.services import ContestService
 from contest.ui.router import Ui
-from handlers import console, exam, info, reachable, registration
+from handlers import console, exam, info, reachable, registration, reminders
 from handlers.common import DEPS_KEY, Deps, on_error
 from handlers.console import CONTESTANT_COMMANDS, UI_KEY, refresh_menus
 from handlers.notify import TelegramNotifier
+from scheduler.campaign import CampaignScheduler
 from scheduler.deadlines import DELIVERY_CONCURRENCY, DeadlineScheduler, process_name
 from scheduler.lease import LeaseGuard
 from scheduler.throttle import SendThrottle
@@ -55,6 +56,7 @@ class Runtime:
     bulk_bot: Bot
     lease: LeaseGuard
     presses: DriverPressStores | None
+    campaign: CampaignScheduler
 
 
 def file_url(api_url: str) -> str:
@@ -125,11 +127,20 @@ def build_application(
     )
     service.timer = deadlines
     service.exports.exporter = WorkerExporter(engine)  # the workbook: in a worker process
+    campaign = CampaignScheduler(
+        service,
+        app.job_queue,
+        lease,
+        interval=settings.sweep_seconds,
+        wake_sender=deadlines.kick,
+    )
     app.bot_data[DEPS_KEY] = Deps(service, rules, clock, settings.admin_ids)
-    app.bot_data[RUNTIME_KEY] = Runtime(engine, service, deadlines, bulk_bot, lease, presses)
+    app.bot_data[RUNTIME_KEY] = Runtime(
+        engine, service, deadlines, bulk_bot, lease, presses, campaign
+    )
 
     app.bot_data[UI_KEY] = Ui(service)
-    for module in (console, info, registration, exam):
+    for module in (console, info, registration, exam, reminders):
         for handler in module.handlers():
             app.add_handler(handler)
     for handler in info.fallbacks():
@@ -159,6 +170,7 @@ async def _post_init(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
     if held:
         await rt.deadlines.rearm()
     rt.deadlines.start()
+    rt.campaign.start()
 
 
 async def _post_shutdown(app: Application[Any, Any, Any, Any, Any, Any]) -> None:

@@ -11,6 +11,7 @@ from contest.rules import (
     LOCAL_TZ,
     ContestRules,
     PrizeRules,
+    ReminderRules,
     Round2Rules,
     RoundRules,
     Window,
@@ -67,6 +68,64 @@ def _window(table: dict[str, Any], section: str, start: str, stop: str) -> Windo
     return Window(opens, closes)
 
 
+def _clock_time(table: dict[str, Any], section: str, key: str, default: time | None) -> time | None:
+    """A local time of day ("19:00", or a TOML time); false switches the reminder off."""
+    if key not in table:
+        return default
+    value = table[key]
+    if value is False:
+        return None
+    if isinstance(value, time):
+        return value.replace(tzinfo=None)
+    if isinstance(value, str):
+        try:
+            hours, minutes = (int(part) for part in value.strip().split(":"))
+            return time(hours, minutes)
+        except ValueError:
+            pass
+    raise ConfigError(
+        f'{section}.{key} phải là giờ trong ngày dạng "19:00" (hoặc false để tắt), '
+        f"không phải {value!r}"
+    )
+
+
+def _flag(table: dict[str, Any], section: str, key: str, default: bool) -> bool:
+    value = table.get(key, default)
+    if not isinstance(value, bool):
+        raise ConfigError(f"{section}.{key} phải là true hoặc false")
+    return value
+
+
+def _reminders(data: dict[str, Any]) -> ReminderRules:
+    table = data.get("reminders", {})
+    if not isinstance(table, dict):
+        raise ConfigError("[reminders] phải là một bảng")
+    defaults = ReminderRules()
+    days = table.get("days_before_close", defaults.days_before_close)
+    if days is False:
+        days = None
+    elif isinstance(days, bool) or not isinstance(days, int) or days < 1:
+        raise ConfigError("reminders.days_before_close phải là số nguyên từ 1 (hoặc false)")
+    quiet_start = _clock_time(table, "reminders", "quiet_start", defaults.quiet_start)
+    quiet_end = _clock_time(table, "reminders", "quiet_end", defaults.quiet_end)
+    return ReminderRules(
+        enabled=_flag(table, "reminders", "enabled", defaults.enabled),
+        launch=_flag(table, "reminders", "launch", defaults.launch),
+        round1_opening=_flag(table, "reminders", "round1_opening", defaults.round1_opening),
+        daily_at=_clock_time(table, "reminders", "daily_at", defaults.daily_at),
+        days_before_close=days,
+        last_day_at=_clock_time(table, "reminders", "last_day_at", defaults.last_day_at),
+        round2_day_before=_flag(
+            table, "reminders", "round2_day_before", defaults.round2_day_before
+        ),
+        round2_hour_before=_flag(
+            table, "reminders", "round2_hour_before", defaults.round2_hour_before
+        ),
+        quiet_start=quiet_start or defaults.quiet_start,
+        quiet_end=quiet_end or defaults.quiet_end,
+    )
+
+
 def parse_rules(data: dict[str, Any]) -> ContestRules:
     campaign_t = _table(data, "campaign")
     round1_t = _table(data, "round1")
@@ -115,7 +174,13 @@ def parse_rules(data: dict[str, Any]) -> ContestRules:
     )
     if round2.round.window.opens < round1.window.closes:
         raise ConfigError("round2.opens không được trước round1.closes")
-    return ContestRules(campaign=campaign, round1=round1, round2=round2, prizes=prizes)
+    return ContestRules(
+        campaign=campaign,
+        round1=round1,
+        round2=round2,
+        prizes=prizes,
+        reminders=_reminders(data),
+    )
 
 
 def load_rules(path: Path) -> ContestRules:

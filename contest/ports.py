@@ -12,6 +12,7 @@ from enum import StrEnum
 from types import TracebackType
 from typing import Any, Protocol
 
+from contest.campaign import CampaignEvent
 from contest.importing import QuestionRow, UnitRow
 from contest.model import (
     Account,
@@ -102,6 +103,8 @@ class PersonRepository(Protocol):
     async def set_unreachable(self, person_id: int, when: datetime | None) -> None:
         """Mark the person unreachable since ``when`` (None: reachable again)."""
         ...
+
+    async def set_reminders(self, person_id: int, on: bool) -> None: ...
 
     async def add(
         self,
@@ -403,54 +406,19 @@ class LockRepository(Protocol):
         ...
 
 
-@dataclass(frozen=True)
-class FeedbackItem:
-    """A contestant's question or complaint (``/gopy``), maybe about one question of one of
-    their attempts (``position``: 0-based in that attempt), and what became of it: ``open``,
-    ``answered`` (the answer went to the contestant; the item is closed) or ``closed``
-    (without an answer)."""
+class CampaignRepository(Protocol):
+    """The campaign's reminders: which were handled, and their fan-out to the outbox."""
 
-    id: int
-    person_id: int
-    text: str
-    created_at: datetime
-    status: str
-    attempt_id: int | None = None
-    question_id: int | None = None
-    position: int | None = None
-    answer: str | None = None
-    answered_by: str | None = None
-    answered_at: datetime | None = None
-    closed_at: datetime | None = None
-
-
-class FeedbackRepository(Protocol):
-    async def add(
-        self,
-        *,
-        person_id: int,
-        text: str,
-        now: datetime,
-        attempt_id: int | None = None,
-        question_id: int | None = None,
-        position: int | None = None,
-    ) -> FeedbackItem: ...
-    async def get(self, feedback_id: int) -> FeedbackItem | None: ...
-    async def sent_since(self, person_id: int, since: datetime) -> list[datetime]:
-        """When the person sent each item after ``since``, oldest first (the rate limit)."""
+    async def handled(self, key: str) -> bool: ...
+    async def mark(self, key: str, now: datetime, outcome: str) -> bool:
+        """Record that the event ``key`` is handled; False when it already was."""
         ...
 
-    async def open_page(self, offset: int, limit: int, *, newest_first: bool) -> list[FeedbackItem]:
-        """Open items, oldest (or newest) first."""
-        ...
-
-    async def count_open(self) -> int: ...
-    async def answer(self, feedback_id: int, answer: str, by: str, now: datetime) -> bool:
-        """Answer and close an open item (compare-and-set); False when it was not open."""
-        ...
-
-    async def close(self, feedback_id: int, now: datetime) -> bool:
-        """Close an open item without an answer (compare-and-set); False when not open."""
+    async def fan_out(
+        self, event: CampaignEvent, kind: str, now: datetime, *, attempts_allowed: int
+    ) -> int:
+        """One outbox row per person of the event's audience (not locked, reachable,
+        reminders on); how many."""
         ...
 
 
@@ -603,6 +571,57 @@ class UploadReader(Protocol):
     ) -> tuple[list[str], Iterator[Mapping[str, str | None]]]: ...
 
 
+@dataclass(frozen=True)
+class FeedbackItem:
+    """A contestant's question or complaint (``/gopy``), maybe about one question of one of
+    their attempts (``position``: 0-based in that attempt), and what became of it: ``open``,
+    ``answered`` (the answer went to the contestant; the item is closed) or ``closed``
+    (without an answer)."""
+
+    id: int
+    person_id: int
+    text: str
+    created_at: datetime
+    status: str
+    attempt_id: int | None = None
+    question_id: int | None = None
+    position: int | None = None
+    answer: str | None = None
+    answered_by: str | None = None
+    answered_at: datetime | None = None
+    closed_at: datetime | None = None
+
+
+class FeedbackRepository(Protocol):
+    async def add(
+        self,
+        *,
+        person_id: int,
+        text: str,
+        now: datetime,
+        attempt_id: int | None = None,
+        question_id: int | None = None,
+        position: int | None = None,
+    ) -> FeedbackItem: ...
+    async def get(self, feedback_id: int) -> FeedbackItem | None: ...
+    async def sent_since(self, person_id: int, since: datetime) -> list[datetime]:
+        """When the person sent each item after ``since``, oldest first (the rate limit)."""
+        ...
+
+    async def open_page(self, offset: int, limit: int, *, newest_first: bool) -> list[FeedbackItem]:
+        """Open items, oldest (or newest) first."""
+        ...
+
+    async def count_open(self) -> int: ...
+    async def answer(self, feedback_id: int, answer: str, by: str, now: datetime) -> bool:
+        """Answer and close an open item (compare-and-set); False when it was not open."""
+        ...
+
+    async def close(self, feedback_id: int, now: datetime) -> bool:
+        """Close an open item without an answer (compare-and-set); False when not open."""
+        ...
+
+
 class SegmentKind(StrEnum):
     """Who a broadcast goes to."""
 
@@ -723,6 +742,7 @@ class UnitOfWork(Protocol):
     broadcasts: BroadcastRepository
     feedback: FeedbackRepository
     locks: LockRepository
+    campaign: CampaignRepository
     fixes: QuestionFixRepository
     pending: PendingRepository
 

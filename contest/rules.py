@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 LOCAL_TZ = ZoneInfo("Asia/Ho_Chi_Minh")
@@ -56,6 +56,8 @@ class Round2Rules:
     qualifiers: int = 50
     min_ratio: float = 0.5
     venue: str = ""
+    # Whether the date (and venue) are decided: until then nothing presents them as such.
+    scheduled: bool = True
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,31 @@ class QuotaRules:
 
 
 @dataclass(frozen=True)
+class ReminderRules:
+    """The campaign's reminders (local times of day; None switches one off), and the quiet
+    hours in which nothing the bot sends on its own goes out."""
+
+    enabled: bool = True
+    launch: bool = True  # campaign start: a launch message to everyone registered
+    round1_opening: bool = True  # round 1 opens: an announcement to everyone registered
+    daily_at: time | None = time(19, 0)  # each day of round 1: to those without an attempt
+    days_before_close: int | None = 3  # that many days before the close: an attempt left
+    last_day_at: time | None = time(8, 0)  # the last day of round 1: an attempt left
+    round2_day_before: bool = True  # to the qualifiers, the day before round 2
+    round2_hour_before: bool = True  # and one hour before it starts
+    quiet_start: time = time(21, 0)
+    quiet_end: time = time(7, 0)
+
+    def quiet(self, local: time) -> bool:
+        """Whether a local time of day falls in the quiet hours (which may span midnight)."""
+        if self.quiet_start == self.quiet_end:
+            return False
+        if self.quiet_start < self.quiet_end:
+            return self.quiet_start <= local < self.quiet_end
+        return local >= self.quiet_start or local < self.quiet_end
+
+
+@dataclass(frozen=True)
 class ContestRules:
     campaign: Window
     round1: RoundRules
@@ -93,6 +120,7 @@ class ContestRules:
     quota: QuotaRules = field(default_factory=QuotaRules)
     min_age: int = 18
     warn_before: tuple[timedelta, ...] = (timedelta(minutes=5), timedelta(minutes=1))
+    reminders: ReminderRules = field(default_factory=ReminderRules)
 
 
 def to_local(when: datetime) -> datetime:

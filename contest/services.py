@@ -16,6 +16,7 @@ from contest.ports import AttemptTimer, PressStoreFactory, UnitOfWorkFactory, Up
 from contest.rules import ContestRules
 from contest.usecases.base import Context
 from contest.usecases.broadcasts import Broadcasts
+from contest.usecases.campaign import Campaign
 from contest.usecases.console import Console
 from contest.usecases.exams import (
     AnswerOutcome,
@@ -88,10 +89,11 @@ class ContestService:
         self.fixes = QuestionFixes(self.ctx)
         self.staff = Staff(self.ctx)
         self.stats = Stats(self.ctx)
-        self.broadcasts = Broadcasts(self.ctx)
         self.exports = Exports(self.ctx)
+        self.broadcasts = Broadcasts(self.ctx)
         self.feedback = Feedback(self.ctx)
         self.locks = Locks(self.ctx)
+        self.campaign = Campaign(self.ctx)
 
     @property
     def uow(self) -> UnitOfWorkFactory:

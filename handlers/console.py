@@ -48,6 +48,7 @@ CONTESTANT_COMMANDS = [
     BotCommand("gopy", "Góp ý, hỏi Ban Tổ chức"),
     BotCommand("thele", "Thể lệ cuộc thi"),
     BotCommand("huongdan", "Hướng dẫn dự thi"),
+    BotCommand("nhacnho", "Bật/tắt nhắc nhở"),
 ]
 
 

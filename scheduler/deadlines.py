@@ -451,6 +451,9 @@ class DeadlineScheduler:
             if notice is None:  # nothing left to say (a warning for an attempt over)
                 await self.service.outbox.ended(note.id, "skipped")
                 return 0
+            if notice.defer_until is not None:  # not now (quiet hours): back until then
+                await self.service.outbox.postpone(note, notice.defer_until)
+                return 0
             account = await self.service.outbox.recipient(note, self.senders)
             if account is None:
                 await self.service.outbox.ended(note.id, "skipped", "no account to send to")

@@ -246,6 +246,12 @@ class SqlPersons(SqlRepository):
         row = (await conn.execute(_PERSON_BY_ID, {"person_id": person_id})).first()
         return to_person(row) if row else None
 
+    async def set_reminders(self, person_id: int, on: bool) -> None:
+        conn = await self._connection()
+        await conn.execute(
+            update(PERSONS).where(PERSONS.c.id == person_id).values(reminders_off=not on)
+        )
+
     async def set_unreachable(self, person_id: int, when: datetime | None) -> None:
         conn = await self._connection()
         await conn.execute(

@@ -13,6 +13,7 @@ from contest.ports import (
     AttemptRepository,
     AuditRepository,
     BroadcastRepository,
+    CampaignRepository,
     DialogueRepository,
     DraftRepository,
     FeedbackRepository,
@@ -27,6 +28,7 @@ from contest.ports import (
     UnitRepository,
 )
 from storage.broadcasts import SqlBroadcasts
+from storage.campaign import SqlCampaign
 from storage.db import acquire_writer, is_sqlite, session_factory, writer_lock
 from storage.feedback import SqlFeedback
 from storage.fixes import SqlPending, SqlQuestionFixes
@@ -62,6 +64,7 @@ class SqlUnitOfWork:
     broadcasts: BroadcastRepository
     feedback: FeedbackRepository
     locks: LockRepository
+    campaign: CampaignRepository
     fixes: QuestionFixRepository
     pending: PendingRepository
 
@@ -81,6 +84,7 @@ class SqlUnitOfWork:
         "broadcasts": SqlBroadcasts,
         "feedback": SqlFeedback,
         "locks": SqlLocks,
+        "campaign": SqlCampaign,
         "fixes": SqlQuestionFixes,
         "pending": SqlPending,
     }

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from contest.ports import Notification
@@ -36,6 +37,8 @@ class Notice:
     text: str  # neutral markup
     menu: Menu | None = None
     retire: CardRef | None = None
+    # Not now (the quiet hours): the sender puts the notification back until then.
+    defer_until: datetime | None = None
 
 
 Renderer = Callable[["ContestService", Notification], Awaitable[Notice | None]]

@@ -12,6 +12,7 @@ from contest.ports import UnitPage
 from contest.registration import Draft
 from contest.rules import ContestRules, RoundRules, to_local
 from contest.services import AttemptSummary, ExamCard, Profile, ResultsView
+from contest.ui.reply import Choice, Menu, Reply
 
 LABELS = ("A", "B", "C")
 
@@ -678,3 +679,18 @@ def import_done(what: str, created: int, updated: int, withdrawn: int | None = N
     if withdrawn is None:
         return done + "."
     return done + f", {withdrawn} câu hỏi không có trong tệp được ngừng sử dụng."
+
+
+def reminders_state(on: bool) -> Reply:
+    """After /nhacnho: what the person's reminders are now, and the switch back."""
+    if on:
+        return Reply(
+            "🔔 Đã bật nhắc nhở. Hệ thống sẽ nhắc bạn về các mốc thời gian của cuộc thi "
+            "(không gửi từ 21:00 đến 7:00). Gõ /nhacnho để tắt.",
+            Menu.of([Choice("🔕 Tắt nhắc nhở", "n:off")]),
+        )
+    return Reply(
+        "🔕 Đã tắt nhắc nhở. Bạn vẫn nhận được kết quả thi và thông báo của Ban Tổ chức. "
+        "Gõ /nhacnho để bật lại.",
+        Menu.of([Choice("🔔 Bật nhắc nhở", "n:on")]),
+    )

@@ -221,6 +221,12 @@ class Outbox(UseCase):
         self._unreachable.difference_update(accounts)
         return True
 
+    async def postpone(self, note: Notification, until: datetime) -> None:
+        """Not now (the quiet hours): offer it again at ``until``, no failure counted."""
+        async with self.uow() as uow:
+            await uow.outbox.retry_at(note.id, "quiet hours", until)
+            await uow.commit()
+
     async def retry(self, note: Notification, error: str) -> datetime:
         """A transient failure (network, 5xx, 429): the notification is offered again after
         a back-off, for as long as it is valid. Returns when."""
