@@ -90,6 +90,7 @@ class OutboxRow:
     not_before: datetime | None = None
     expires_at: datetime | None = None
     outcome: str | None = None
+    tries: int = 0
 
     def claimable(self, now: datetime) -> bool:
         return (
@@ -537,6 +538,70 @@ class FakeOutbox(_Repo):
                 row.lease_until = now + timedelta(seconds=lease_seconds)
                 claimed.append(row.notification)
         return claimed
+
+    async def candidates(
+        self,
+        now: datetime,
+        limit: int,
+        *,
+        kinds: Sequence[str] | None = None,
+        exclude: Sequence[str] | None = None,
+        first: Sequence[str] | None = None,
+        after: int | None = None,
+        lapsed: bool = False,
+    ) -> list[Notification]:
+        await _yield()
+        found: list[tuple[int, int, Notification]] = []
+        for row_id, row in self.db.outbox.items():
+            if not row.claimable(now) or (row.lease_until is not None) != lapsed:
+                continue
+            kind = row.notification.kind
+            if kinds is not None and kind not in kinds:
+                continue
+            if exclude and kind in exclude:
+                continue
+            if after is not None and row_id <= after:
+                continue
+            order = list(first).index(kind) if first and kind in first else 99
+            found.append((order, row_id, replace(row.notification, tries=row.tries + 1)))
+        return [note for _, _, note in sorted(found, key=lambda f: f[:2])[: max(limit, 0)]]
+
+    async def recipients(self, person_ids: Sequence[int]) -> dict[int, Account]:
+        await _yield()
+        best: dict[int, tuple[datetime, Account]] = {}
+        for account, (person_id, used) in self.db.accounts.items():
+            if person_id in person_ids and (person_id not in best or used > best[person_id][0]):
+                best[person_id] = (used, account)
+        return {person_id: account for person_id, (_, account) in best.items()}
+
+    async def take(
+        self, ids: Sequence[int], now: datetime, lease_seconds: float, owner: str
+    ) -> dict[int, int]:
+        await _yield()
+        taken: dict[int, int] = {}
+        for row_id in dict.fromkeys(ids):
+            row = self.db.outbox.get(row_id)
+            if row is None or not row.claimable(now):
+                continue
+            self.uow.writing(self.db.outbox, row_id)
+            row.lease_owner = owner
+            row.lease_until = now + timedelta(seconds=lease_seconds)
+            row.tries += 1
+            taken[row_id] = row.tries
+        return taken
+
+    async def release(self, ids: Sequence[int]) -> None:
+        await _yield()
+        for row_id in ids:
+            row = self.db.outbox.get(row_id)
+            if row is not None and row.sent_at is None:
+                self.uow.writing(self.db.outbox, row_id)
+                row.lease_owner = row.lease_until = None
+                row.tries -= 1
+
+    async def mark_sent_many(self, notification_ids: Sequence[int], now: datetime) -> None:
+        for notification_id in notification_ids:
+            await self.mark_sent(notification_id, now)
 
     async def expire(self, now: datetime) -> int:
         await _yield()
@@ -1684,19 +1749,23 @@ async def test_a_replacing_import_withdraws_what_the_file_lacks(world: World) ->
 
 async def test_warnings_are_claimed_before_older_results(world: World) -> None:
     """Many attempts ran out together and their results wait in the outbox: a "1 minute
-    left" warning for someone still answering must not queue behind them."""
+    left" warning for someone still answering must not queue behind them. Once a claim
+    shows the queue is longer than a claim, the next one looks for warnings first."""
     w = world
-    for telegram_id in (ALICE, BOB):
+    for telegram_id in (ALICE, BOB, CAROL):
         seed_person(w, telegram_id)
-    done = await w.service.exams.start_attempt(ALICE)
+    done = [await w.service.exams.start_attempt(a) for a in (ALICE, BOB)]
     w.clock.advance(minutes=2)
-    running = await w.service.exams.start_attempt(BOB)
-    w.clock.set(done.deadline_at + timedelta(seconds=1))
-    assert await w.service.exams.close_expired() == [done.attempt_id]  # a result is queued
+    running = await w.service.exams.start_attempt(CAROL)
+    w.clock.set(done[-1].deadline_at + timedelta(seconds=1))
+    closed = await w.service.exams.close_expired()
+    assert sorted(closed) == sorted(c.attempt_id for c in done)  # two results queued
     w.clock.set(running.deadline_at - timedelta(seconds=50))
     assert len(await w.service.exams.due_warnings()) == 1  # then a warning
 
-    first = await w.service.outbox.claim("me", limit=1)
+    first = await w.service.outbox.claim("me", limit=1)  # the oldest: the queue is long
+    second = await w.service.outbox.claim("me", limit=1)
     rest = await w.service.outbox.claim("me", limit=10)
-    assert [n.kind for n in first] == [WARNING_NOTIFICATION]
+    assert [n.kind for n in first] == [RESULT_NOTIFICATION]
+    assert [n.kind for n in second] == [WARNING_NOTIFICATION]  # not behind the other result
     assert [n.kind for n in rest] == [RESULT_NOTIFICATION]
