@@ -4,10 +4,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
+from enum import StrEnum
 from zoneinfo import ZoneInfo
 
 LOCAL_TZ = ZoneInfo("Asia/Ho_Chi_Minh")
 OPTION_COUNT = 3
+
+
+class TieBreak(StrEnum):
+    """What separates equal numbers of correct answers, in the order the contest file
+    gives (``tie_break = ["prediction", "time"]``)."""
+
+    PREDICTION = "prediction"  # the prediction closest to the official figure
+    TIME = "time"  # the shorter time
 
 
 @dataclass(frozen=True)
@@ -121,6 +130,10 @@ class ContestRules:
     min_age: int = 18
     warn_before: tuple[timedelta, ...] = (timedelta(minutes=5), timedelta(minutes=1))
     reminders: ReminderRules = field(default_factory=ReminderRules)
+    # The tie rule: what separates equal numbers of correct answers, in order (then the
+    # earlier submission). With PREDICTION, each attempt ends with ``prediction_question``.
+    tie_break: tuple[TieBreak, ...] = (TieBreak.TIME,)
+    prediction_question: str = ""
 
 
 def to_local(when: datetime) -> datetime:

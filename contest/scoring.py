@@ -6,20 +6,11 @@ import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from enum import StrEnum
 from operator import attrgetter
 from typing import NamedTuple
 
 from contest.model import AttemptResult
-from contest.rules import PrizeRules
-
-
-class TieBreak(StrEnum):
-    """What separates equal numbers of correct answers, in the order the contest file
-    gives (``tie_break = ["prediction", "time"]``)."""
-
-    PREDICTION = "prediction"  # the prediction closest to the official figure
-    TIME = "time"  # the shorter time
+from contest.rules import PrizeRules, TieBreak
 
 
 @dataclass(frozen=True)
