@@ -163,3 +163,16 @@ async def test_reminders_reach_the_right_people_once_and_respect_quiet_hours(
     clock.set(local(2024, 8, 3, 19, 0, 5))
     await settle()
     assert reminders_of(binh, "chưa tham gia thi vòng 1") == 1
+
+
+async def test_the_campaign_bench_fans_out_to_the_right_audiences(tmp_path):
+    """``python -m bench.campaign`` on a small seed: everyone at the launch and the opening,
+    the half without an attempt at the daily reminder (no timing asserted)."""
+    from bench import campaign
+
+    figures = await campaign.measure(tmp_path / "bench.db", 300)
+    assert figures["people"] == 300
+    assert (figures["launch_rows"], figures["opening_rows"]) == (300, 300)
+    assert figures["daily_rows"] == 150
+    assert figures["queued"] == 750
+    assert "rows/s" in campaign.report(figures)
