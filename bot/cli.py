@@ -288,6 +288,106 @@ def cmd_qr(args: argparse.Namespace) -> int:
     return 0
 
 
+ADMIN_HINT = (
+    "Chọn bằng số thứ tự, Enter để kết thúc. Các lệnh giống hệt trong khung chat của Ban Tổ "
+    "chức; mỗi thao tác được ghi vào nhật ký quản trị với tên “cli:{user}”."
+)
+
+
+def cmd_admin(args: argparse.Namespace) -> int:
+    """An organiser's chat command from the server's command line: the same screens, rules
+    and audit log as in the chat (``contest-bot admin thongke``, ``admin khoa 09… lý do``).
+    A reply's choices are listed by number and followed with ``--choose`` (in order), or
+    asked for when the terminal is interactive; a document the reply carries is written to
+    the working folder (or ``--output``)."""
+    import getpass
+
+    import contest.ui.console  # noqa: F401  (registers the routes)
+    from contest.clock import SystemClock
+    from contest.model import Account, Channel
+    from contest.services import ContestService
+    from contest.ui.markup import plain
+    from contest.ui.reply import Reply
+    from contest.ui.router import CONSOLE, Ui
+    from storage.db import create_engine
+    from storage.schema import migrate
+    from storage.uow import SqlUnitOfWorkFactory
+
+    name = args.name.lstrip("/").lower()
+    if name not in CONSOLE.commands:
+        known = ", ".join(sorted(CONSOLE.commands))
+        return fail(f"Không có lệnh quản trị “{args.name}”. Các lệnh: {known}.")
+    settings = load_settings()
+    try:
+        rules = load_rules(settings.config_path())
+    except ConfigError as exc:
+        return fail(f"Lỗi cấu hình cuộc thi: {exc}")
+    account = Account(Channel.CLI, getpass.getuser() or "admin")
+    choices = list(args.choose or [])
+    interactive = not choices and sys.stdin.isatty()
+
+    def show(reply: Reply) -> list[str]:
+        if reply.alert and plain(reply.alert) not in plain(reply.text):
+            print(plain(reply.alert))
+        if reply.text:
+            print(plain(reply.text))
+        if reply.document is not None:
+            target = args.output or Path(reply.document.filename)
+            target.write_bytes(reply.document.data)
+            print(f"Đã ghi tệp {target} ({len(reply.document.data):,} byte).")
+        actions: list[str] = []
+        for choice in reply.menu.choices() if reply.menu else ():
+            actions.append(choice.action)
+            print(f"  {len(actions)}. {plain(choice.label)}")
+        return actions
+
+    async def go() -> int:
+        engine = create_engine(settings.database_url)
+        try:
+            await migrate(engine)
+            service = ContestService(
+                SqlUnitOfWorkFactory(engine),
+                SystemClock(),
+                rules,
+                admins=frozenset({account}),
+            )
+            ui = Ui(service)
+            actor = await ui.actor(account, f"cli:{account.user_id}")
+            reply: Reply | None = await ui.command(actor, name, tuple(args.args))
+            while reply is not None:
+                if reply.later is not None:
+                    reply = await reply.later()
+                    continue
+                actions = show(reply)
+                if reply.expect is not None:
+                    typed = choices.pop(0) if choices else (input("> ") if interactive else "")
+                    if not typed:
+                        return 0
+                    reply = await ui.text(account, actor.name, typed)
+                    continue
+                if not actions:
+                    return 0
+                if interactive and not choices:
+                    print(ADMIN_HINT.format(user=account.user_id))
+                    picked = input("> ").strip()
+                elif choices:
+                    picked = choices.pop(0)
+                else:
+                    return 0
+                if not picked:
+                    return 0
+                if not picked.isdigit() or not 1 <= int(picked) <= len(actions):
+                    return fail(
+                        f"“{picked}” không phải số thứ tự của một lựa chọn (1–{len(actions)})."
+                    )
+                reply = await ui.action(actor, actions[int(picked) - 1])
+            return 0
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(go())
+
+
 TOOLS_GROUP = "contest_bot.tools"
 # The project's tools (the benchmark, the rehearsal sandbox) are packages of their own that
 # the product does not import: each registers its ``main(argv) -> int`` under this group.
@@ -365,6 +465,21 @@ def parser() -> argparse.ArgumentParser:
     )
     qr.add_argument("--scale", type=int, default=10, help="số điểm ảnh mỗi ô (mặc định: 10)")
     qr.set_defaults(func=cmd_qr)
+    ad = sub.add_parser(
+        "admin",
+        help="chạy một lệnh quản trị như trong khung chat (ví dụ: admin thongke, admin bxh)",
+    )
+    ad.add_argument("name", help="tên lệnh, không có “/” (thongke, bxh, khoa, suacau…)")
+    ad.add_argument("args", nargs="*", help="tham số của lệnh")
+    ad.add_argument(
+        "--choose",
+        action="append",
+        metavar="SỐ",
+        help="chọn lựa chọn thứ SỐ của câu trả lời (hoặc nội dung cần gõ); lặp lại cho "
+        "các bước sau",
+    )
+    ad.add_argument("--output", type=Path, help="nơi ghi tệp câu trả lời gửi kèm (nếu có)")
+    ad.set_defaults(func=cmd_admin)
     for name, help_text in TOOL_HELP.items():
         tool_parser = sub.add_parser(name, help=help_text, add_help=False)
         tool_parser.add_argument("tool_args", nargs=argparse.REMAINDER)

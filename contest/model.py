@@ -13,6 +13,8 @@ class Channel(StrEnum):
 
     TELEGRAM = "telegram"
     ZALO = "zalo"
+    # The command line (``contest-bot admin``): an organiser at the server, never a recipient.
+    CLI = "cli"
 
 
 class Account(NamedTuple):

@@ -517,3 +517,25 @@ async def test_a_read_only_postgresql_database_is_reported_as_such() -> None:
         async with admin.begin() as conn:
             await conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
         await admin.dispose()
+
+
+def test_admin_runs_the_chat_commands_from_the_command_line(cli: Cli) -> None:
+    """``contest-bot admin``: the organisers' chat screens on the server's command line, the
+    choices followed by number, every request in the same audit log as the chat's."""
+    assert cli("import-units", str(SAMPLES / "units.csv")).returncode == 0
+    shown = cli("admin", "thongke")
+    assert shown.returncode == 0, shown.stderr
+    assert "THỐNG KÊ THAM GIA VÒNG 1" in shown.stdout
+    assert "0/45 đơn vị đạt chỉ tiêu" in shown.stdout
+    board = cli("admin", "bxh", "--choose", "2")  # the reply's second choice: round 2
+    assert "BẢNG XẾP HẠNG VÒNG 1" in board.stdout and "BẢNG XẾP HẠNG VÒNG 2" in board.stdout
+    refused = cli("admin", "khoa", "0912345678", "Trùng tài khoản")
+    assert refused.stdout.count("Chưa có thí sinh nào đăng ký với số điện thoại") == 1
+    wrong = cli("admin", "bxh", "--choose", "7")
+    assert wrong.returncode == 2 and "không phải số thứ tự" in wrong.stderr
+    unknown = cli("admin", "xoahet")
+    assert unknown.returncode == 2 and "Không có lệnh quản trị “xoahet”" in unknown.stderr
+    log = cli("admin", "nhatky").stdout
+    user = log.split("cli:", 1)[1].split(":", 1)[0]
+    assert "⚠️" in log and f"cli:{user}: khoa · /khoa" in log
+    assert f"cli:{user}: thongke · /thongke" in log
