@@ -149,7 +149,7 @@ async def test_qualification_round2_and_prizes_at_the_service(
     assert len(audit) == 1
     told = {f["correct"]: final_text(rules, f) for f in finals}
     assert "trong nhóm hạng 4–6 trên tổng số 6 thí sinh" in told[12]
-    assert "hạng 3 trên" in told[15] and "nộp bài sớm hơn được chọn" in told[15]
+    assert "Xếp hạng: 3 trên tổng số 6" in told[15] and "nộp bài sớm hơn được chọn" in told[15]
     assert "trả lời đúng từ 50% trở lên" in told[9]
     # The example file does not decide round 2's date: nothing presents it as decided.
     assert not rules.round2.scheduled

@@ -61,13 +61,13 @@ def final_text(rules: ContestRules, payload: dict[str, object]) -> str:
     low, high = int(band[0]), int(band[1])
     ranked = int(str(payload["ranked"]))
     r2 = rules.round2
-    place = f"hạng {low}–{high}" if low != high else f"hạng {low}"
+    place = f"trong nhóm hạng {low}–{high}" if low != high else f"{low}"
     lines = [
         "📊 <b>KẾT QUẢ CHUNG CUỘC VÒNG 1</b>",
         "",
         f"Kết quả được công nhận của bạn: <b>{correct}/{total}</b> câu đúng, thời gian làm "
         f"bài {fmt_duration(seconds)}.",
-        f"Xếp hạng: trong nhóm {place} trên tổng số {fmt_count(ranked)} thí sinh.",
+        f"Xếp hạng: {place} trên tổng số {fmt_count(ranked)} thí sinh.",
         "",
         f"Ban Tổ chức đã xác nhận danh sách thí sinh vào vòng 2 ({r2.qualifiers} thí sinh có "
         f"kết quả cao nhất, trả lời đúng từ {round(r2.min_ratio * 100)}% trở lên). Rất tiếc, "
