@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, and_, func, select
+from sqlalchemy import Table, and_, bindparam, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -24,7 +24,7 @@ TRIES = cast(Table, m.CodeTryRow.__table__)
 ATTEMPTS = cast(Table, m.AttemptRow.__table__)
 PERSONS = cast(Table, m.PersonRow.__table__)
 OUTBOX = cast(Table, m.OutboxRow.__table__)
-QUEUE_CHUNK = 2_000  # rows per INSERT of a bulk fan-out
+QUEUE_CHUNK = 5_000  # parameter sets per execution of a bulk fan-out
 
 
 class SqlRound2(SqlRepository):
@@ -219,28 +219,36 @@ class SqlRound2(SqlRepository):
         if not rows:
             return 0
         conn = await self._connection()
-        insert = self._insert(conn.dialect.name)
-        queued = 0
-        for start in range(0, len(rows), QUEUE_CHUNK):
-            chunk = rows[start : start + QUEUE_CHUNK]
-            stmt = (
-                insert(OUTBOX)
-                .values(
-                    [
-                        {
-                            "key": row.key,
-                            "person_id": row.person_id,
-                            "kind": row.kind,
-                            "payload": json.dumps(row.payload, ensure_ascii=False),
-                            "created_at": now,
-                            "tries": 0,
-                            "expires_at": expires_at,
-                        }
-                        for row in chunk
-                    ]
-                )
-                .on_conflict_do_nothing(index_elements=["key"])
+        stmt = (
+            self._insert(conn.dialect.name)(OUTBOX)
+            .values(
+                key=bindparam("k"),
+                person_id=bindparam("p"),
+                kind=bindparam("kind"),
+                payload=bindparam("payload"),
+                created_at=bindparam("now", type_=m.UTCDateTime),
+                tries=0,
+                expires_at=bindparam("expires", type_=m.UTCDateTime),
             )
-            result = await conn.execute(stmt)
-            queued += result.rowcount if result.rowcount is not None and result.rowcount >= 0 else 0
+            .on_conflict_do_nothing(index_elements=["key"])
+        )
+        queued = 0
+        for start in range(0, len(rows), QUEUE_CHUNK):  # one statement, many parameter sets
+            chunk = rows[start : start + QUEUE_CHUNK]
+            result = await conn.execute(
+                stmt,
+                [
+                    {
+                        "k": row.key,
+                        "p": row.person_id,
+                        "kind": row.kind,
+                        "payload": json.dumps(row.payload, ensure_ascii=False),
+                        "now": now,
+                        "expires": expires_at,
+                    }
+                    for row in chunk
+                ],
+            )
+            count = result.rowcount
+            queued += count if count is not None and count >= 0 else len(chunk)
         return queued

@@ -7,6 +7,7 @@ avoiding round 1's, and prizes with a tie on a boundary that must be accepted ex
 from __future__ import annotations
 
 import json
+import random
 from dataclasses import replace
 from datetime import timedelta
 from io import BytesIO
@@ -21,6 +22,7 @@ from contest.errors import ContestError
 from contest.model import Account, Role
 from contest.round2 import rank_band
 from contest.rules import ContestRules, PrizeRules
+from contest.selection import select_avoiding, select_questions
 from contest.services import ContestService
 from contest.ui.round2_notices import final_text, invite_text
 from contest.usecases.prizes import PRIZE_NOTIFICATION
@@ -30,6 +32,7 @@ from storage import models as m
 from storage.prize_export import sheet_xlsx
 from storage.uow import SqlUnitOfWorkFactory
 from tests.test_console_stats import add_person, lock_directly, take_exam
+from tests.test_domain_selection import make_bank
 
 ORGANISER = Actor(Account.telegram(9001), Role.ORGANISER, name="Trưởng ban")
 
@@ -297,3 +300,21 @@ def test_the_xlsx_never_writes_a_formula():
     assert sheet is not None
     assert [c.value for c in sheet["A"]] == ["Họ và tên", "=1+1", "@SUM(A1)"]
     assert all(c.data_type == "s" for c in sheet["A"])
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_round2_questions_avoid_round1s_where_the_bank_allows(seed: int):
+    bank = make_bank({f"topic-{n}": 12 for n in range(5)})  # 60 questions
+    rng = random.Random(seed)
+    seen = set(select_questions(bank, 20, rng)) | set(select_questions(bank, 20, rng))
+    fresh = len(bank) - len(seen)
+    ids = select_avoiding(bank, 20, rng, seen)
+    assert len(set(ids)) == 20
+    if fresh >= 20:
+        assert not set(ids) & seen
+    else:  # every fresh question, then as few seen ones as needed
+        assert len(set(ids) & seen) == 20 - fresh
+    small = make_bank({"a": 15, "b": 10})  # 25: only 5 are fresh after 20 seen
+    seen_small = set(select_questions(small, 20, rng))
+    ids = select_avoiding(small, 20, rng, seen_small)
+    assert len(set(ids)) == 20 and len(set(ids) - seen_small) == 5

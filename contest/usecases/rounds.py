@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from contest.errors import ContestError
@@ -87,6 +87,7 @@ class Proposal:
     digest_cut: str
     digest_all: str
     confirmed: list[Confirmed]  # the confirmed list (empty until confirmed)
+    ranking: list[Ranked] = field(default_factory=list, repr=False)  # everyone ranked
 
     @property
     def with_ties(self) -> list[Ranked]:
@@ -151,6 +152,7 @@ class Rounds(UseCase):
             digest_cut=_digest(found.qualified),
             digest_all=_digest(with_ties),
             confirmed=confirmed,
+            ranking=ranked,
         )
 
     async def confirm_qualifiers(self, actor: Actor, digest: str, mode: str) -> Confirmation:
@@ -180,7 +182,7 @@ class Rounds(UseCase):
                 now,
                 actor.key,
             )
-            ranked = rank(await uow.attempts.best_results(1), proposal.rule)
+            ranked = proposal.ranking
             chosen_ids = {r.result.person_id for r in chosen}
             rows = [
                 Queued(
