@@ -32,6 +32,7 @@ from storage.db import create_engine
 from storage.export import WorkerExporter
 from storage.fixes import read_upload
 from storage.presses import DriverPressStores
+from storage.prize_export import sheet_xlsx
 from storage.schema import migrate
 from storage.uow import SqlUnitOfWorkFactory
 
@@ -127,6 +128,7 @@ def build_application(
     )
     service.timer = deadlines
     service.exports.exporter = WorkerExporter(engine)  # the workbook: in a worker process
+    service.prizes.sheet_writer = sheet_xlsx  # the prizes' small workbook
     campaign = CampaignScheduler(
         service,
         app.job_queue,

@@ -150,6 +150,9 @@ def parse_rules(data: dict[str, Any]) -> ContestRules:
     venue = round2_t["venue"]
     if not isinstance(venue, str):
         raise ConfigError("round2.venue phải là văn bản")
+    # Whether round 2's date and venue are decided: until then nothing presents the
+    # file's dates as decided (the example's are placeholders). Absent: not decided.
+    scheduled = _flag(round2_t, "round2", "scheduled", False)
     round2 = Round2Rules(
         round=RoundRules(
             number=2,
@@ -161,6 +164,7 @@ def parse_rules(data: dict[str, Any]) -> ContestRules:
         qualifiers=_int(round2_t, "round2", "qualifiers"),
         min_ratio=float(ratio),
         venue=venue,
+        scheduled=scheduled,
     )
     prizes = PrizeRules(
         first=_int(prizes_t, "prizes", "first", low=0),

@@ -31,6 +31,7 @@ from contest.model import (
     UnitKind,
 )
 from contest.participation import Totals, UnitCounts
+from contest.ports_round2 import Round2Repository
 from contest.registration import Draft
 from contest.rules import QuotaRules
 
@@ -745,6 +746,7 @@ class UnitOfWork(Protocol):
     campaign: CampaignRepository
     fixes: QuestionFixRepository
     pending: PendingRepository
+    round2: Round2Repository
 
     async def __aenter__(self) -> UnitOfWork: ...
     async def __aexit__(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Protocol
 
 from contest.errors import ContestError
@@ -48,6 +48,23 @@ def select_questions(bank: Sequence[TopicTagged], count: int, rng: random.Random
             remaining -= take
 
     chosen = [qid for topic, pool in pools.items() for qid in pool[: quota[topic]]]
+    rng.shuffle(chosen)
+    return chosen
+
+
+def select_avoiding(
+    bank: Sequence[TopicTagged], count: int, rng: random.Random, avoid: Collection[int]
+) -> list[int]:
+    """``select_questions`` from the questions not in ``avoid`` (those the person saw in
+    an earlier round) where the bank allows; otherwise every fresh question, and the rest
+    drawn from the avoided ones."""
+    fresh = [q for q in bank if q.id not in avoid]
+    if len(fresh) >= count:
+        return select_questions(fresh, count, rng)
+    seen = [q for q in bank if q.id in avoid]
+    chosen = [q.id for q in fresh]
+    if count > len(chosen):
+        chosen += select_questions(seen, count - len(chosen), rng)
     rng.shuffle(chosen)
     return chosen
 

@@ -38,8 +38,10 @@ from contest.usecases.outbox import (
     Outbox,
     retry_delay,
 )
+from contest.usecases.prizes import Prizes
 from contest.usecases.registration import Profile, Registration, RegistrationView
 from contest.usecases.results import Results, ResultsView
+from contest.usecases.rounds import Rounds
 from contest.usecases.staff import Staff
 from contest.usecases.stats import Stats
 
@@ -94,6 +96,8 @@ class ContestService:
         self.feedback = Feedback(self.ctx)
         self.locks = Locks(self.ctx)
         self.campaign = Campaign(self.ctx)
+        self.rounds = Rounds(self.ctx)
+        self.prizes = Prizes(self.ctx)
 
     @property
     def uow(self) -> UnitOfWorkFactory:

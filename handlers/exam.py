@@ -26,7 +26,8 @@ ACK_TIMEOUT = 1.0
 
 
 def render_card(d: Deps, card: ExamCard) -> tuple[str, InlineKeyboardMarkup]:
-    text = texts.card(card, d.rules.round1, d.clock.now())
+    rules = d.rules.round1 if card.round == 1 else d.rules.round2.round
+    text = texts.card(card, rules, d.clock.now())
     return text, keyboards.answers(card.attempt_id, card.position)
 
 
@@ -84,14 +85,17 @@ async def exam_button(update: Update, context: Context) -> None:
 
 
 async def start_attempt(update: Update, context: Context) -> None:
-    """ "Bắt đầu": start an attempt (or show the open one) in the pressed message."""
+    """ "Bắt đầu": start an attempt (or show the open one) in the pressed message; round 2's
+    button (``x:start2``, shown by /vong2 once the session code is typed) starts round 2."""
     query = update.callback_query
     assert query is not None
     d = deps(context)
     pressed = query.message
+    round_number = 2 if query.data == "x:start2" else 1
     try:
         card = await d.service.exams.start_attempt(
             user_id(update),
+            round_number,
             shown_in=(pressed.chat.id, pressed.message_id) if pressed is not None else None,
         )
     except ContestError as exc:
@@ -168,6 +172,6 @@ def handlers() -> list[BaseHandler[Any, Any, Any]]:
     return [
         CommandHandler("thi", exam),
         CallbackQueryHandler(exam_button, pattern=r"^i:exam$"),
-        CallbackQueryHandler(start_attempt, pattern=r"^x:start$"),
+        CallbackQueryHandler(start_attempt, pattern=r"^x:start2?$"),
         CallbackQueryHandler(answer, pattern=r"^x:a:"),
     ]

@@ -27,6 +27,7 @@ from contest.ports import (
     StatsRepository,
     UnitRepository,
 )
+from contest.ports_round2 import Round2Repository
 from storage.broadcasts import SqlBroadcasts
 from storage.campaign import SqlCampaign
 from storage.db import acquire_writer, is_sqlite, session_factory, writer_lock
@@ -42,6 +43,7 @@ from storage.repositories import (
     SqlRepository,
     SqlUnits,
 )
+from storage.round2 import SqlRound2
 from storage.sqlite_inline import waiting_until
 from storage.staff import SqlAudit, SqlDialogues, SqlStaff
 from storage.stats import SqlLocks, SqlStats
@@ -67,6 +69,7 @@ class SqlUnitOfWork:
     campaign: CampaignRepository
     fixes: QuestionFixRepository
     pending: PendingRepository
+    round2: Round2Repository
 
     # Every repository of a unit of work, by attribute name (one instance per transaction).
     REPOSITORIES: ClassVar[dict[str, type[SqlRepository]]] = {
@@ -87,6 +90,7 @@ class SqlUnitOfWork:
         "campaign": SqlCampaign,
         "fixes": SqlQuestionFixes,
         "pending": SqlPending,
+        "round2": SqlRound2,
     }
 
     def __init__(

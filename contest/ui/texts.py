@@ -168,8 +168,8 @@ def rules_text(rules: ContestRules) -> str:
             "<b>Vòng 2</b>",
             f"• {r2.qualifiers} thí sinh có kết quả cao nhất vòng 1, trả lời đúng từ "
             f"{int(r2.min_ratio * 100)}% trở lên, thi trắc nghiệm tập trung"
-            + (f" tại {h(r2.venue)}" if r2.venue.strip() else " (địa điểm sẽ thông báo sau)")
-            + f" ({fmt_range(r2.round.window.opens, r2.round.window.closes)}); vòng 2 có "
+            + _round2_when_where(rules)
+            + "; vòng 2 có "
             f"{r2.round.attempts:02d} lượt làm bài, mỗi lượt {r2.round.questions} câu, làm "
             f"trong {r2.round.minutes} phút.",
             "",
@@ -181,6 +181,16 @@ def rules_text(rules: ContestRules) -> str:
             f"{fmt_money(p.consolation_amount)}.",
         ]
     )
+
+
+def _round2_when_where(rules: ContestRules) -> str:
+    """Round 2's venue and dates as far as the contest file decides them: a date not yet
+    decided (``[round2] scheduled = false``) is never shown as if it were."""
+    r2 = rules.round2
+    if not r2.scheduled:
+        return " (thời gian, địa điểm sẽ thông báo sau)"
+    where = f" tại {h(r2.venue)}" if r2.venue.strip() else " (địa điểm sẽ thông báo sau)"
+    return where + f" ({fmt_range(r2.round.window.opens, r2.round.window.closes)})"
 
 
 def _reminders(rules: ContestRules) -> str:

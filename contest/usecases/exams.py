@@ -14,7 +14,7 @@ from contest.model import Account, Attempt, AttemptItem, AttemptResult, AttemptS
 from contest.ports import VOIDED_KEY, AttemptFinisher, UnitOfWork
 from contest.rules import RoundRules
 from contest.scoring import best_result
-from contest.selection import select_questions, shuffled_order
+from contest.selection import select_avoiding, select_questions, shuffled_order
 from contest.usecases.base import UseCase
 from contest.usecases.outbox import (
     INLINE_RESULT_GRACE,
@@ -23,6 +23,7 @@ from contest.usecases.outbox import (
     WARNING_NOTIFICATION,
     result_notification_key,
 )
+from contest.usecases.rounds import admit_round2
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,7 @@ class ExamCard:
     time_left_seconds: float
     chat_id: int | None
     message_id: int | None
+    round: int = 1
 
 
 @dataclass(frozen=True)
@@ -184,10 +186,17 @@ class Exams(UseCase):
             if person.locked:
                 await uow.commit()  # an overdue attempt closed above stays closed
                 raise ContestError("account_locked", reason=person.lock_reason or "")
+            if round_number == 2 and not await uow.round2.is_qualifier(person.id):
+                await uow.commit()
+                raise ContestError("round2_not_qualified")  # not on the confirmed list
             if not rules.window.contains(now):
                 await uow.commit()
                 closed = rules.window.is_after(now)
                 raise ContestError("round_closed" if closed else "round_not_open")
+            refused = await admit_round2(uow, person.id) if round_number == 2 else None
+            if refused is not None:  # the session code not set, or not typed
+                await uow.commit()
+                raise ContestError(refused)
             used = await uow.attempts.count_for(person.id, round_number)
             if used >= rules.attempts:
                 # A start in another process may have committed between the two reads: its
@@ -198,7 +207,11 @@ class Exams(UseCase):
                 await uow.commit()
                 raise ContestError("no_attempts_left")
             bank = await self.ctx.bank.active(uow, rules.questions)
-            ids = select_questions(bank, rules.questions, self.ctx.rng)
+            if round_number == 2:  # questions the person saw in round 1 last, if at all
+                seen = await uow.round2.seen_questions(person.id, 1)
+                ids = select_avoiding(bank, rules.questions, self.ctx.rng, seen)
+            else:
+                ids = select_questions(bank, rules.questions, self.ctx.rng)
             items = [
                 AttemptItem(position=i, question_id=qid, order=shuffled_order(self.ctx.rng))
                 for i, qid in enumerate(ids)
@@ -447,6 +460,7 @@ class Exams(UseCase):
             time_left_seconds=attempt.time_left(now).total_seconds(),
             chat_id=attempt.chat_id,
             message_id=attempt.message_id,
+            round=attempt.round,
         )
 
     async def _finish(

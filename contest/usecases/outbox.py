@@ -45,7 +45,7 @@ EXPIRY_SWEEP_SECONDS = 30.0  # how often claiming also ends what expired
 PRIORITY_NOTIFICATIONS = (WARNING_NOTIFICATION, RESULT_NOTIFICATION)
 # Kinds fanned out to thousands at once (broadcasts, the campaign's reminders): claimed in id
 # order through a cursor, after every other kind.
-BULK_NOTIFICATIONS = ("broadcast", "reminder")
+BULK_NOTIFICATIONS = ("broadcast", "reminder", "round1_final")
 # Finding the other kinds among thousands of pending bulk rows reads every pending row: it
 # runs at most this share of the time (and at least this many seconds apart).
 PRIORITY_SCAN_SHARE = 0.05

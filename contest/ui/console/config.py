@@ -47,7 +47,8 @@ def config_text(rules: ContestRules) -> str:
         "<b>Vòng 2</b>",
         f"• {r2.qualifiers} thí sinh có kết quả cao nhất vòng 1, trả lời đúng từ "
         f"{_percent(r2.min_ratio)} trở lên.",
-        f"• Thời gian: {_window(r2.round.window)}",
+        f"• Thời gian: {_window(r2.round.window)}"
+        + ("" if r2.scheduled else " (<i>chưa chốt</i>: thí sinh thấy “sẽ thông báo sau”)"),
         f"• {_round(r2.round)}.",
         f"• Địa điểm: {venue}",
         "",

@@ -1,0 +1,348 @@
+"""Qualification for round 2 and the round-2 hall.
+
+Qualification (``/vongloai``): once round 1 is closed and no attempt of it is open, the
+counting attempts (locked persons left out) are ranked by the tie rule in force; those
+reaching ``min_ratio`` are eligible, the top ``qualifiers`` go on. A tie across the cut is
+shown with what decided it (a shared rank means an equal score: the earlier submission
+did); the organiser confirms either the list as the rule cut it or the list with everyone
+tied at the cut. The confirmation is a compare-and-set (a ``contest_state`` key, plus the
+proposal's fingerprint: a stale preview changes nothing), audited, and queues, in the same
+transaction, an invitation to each qualifier and the final round-1 result with its rank
+band to everyone else who took part (one outbox row each, durable and resumable).
+
+Round 2: an organiser sets the session code (``/mavong2``: a salted hash in
+``contest_state``, audited, the code itself never stored or logged). A qualifier types it
+(at most CODE_TRIES wrong codes per CODE_WINDOW), then starts the attempt: the exam
+service refuses anyone not on the confirmed list, or without the current code typed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from contest.errors import ContestError
+from contest.model import Account
+from contest.ports import PersonLabel, UnitOfWork
+from contest.ports_round2 import Confirmed, HallSeat, Queued
+from contest.round2 import (
+    CODE_RE,
+    CutTie,
+    code_matches,
+    cut_tie,
+    fingerprint,
+    hash_code,
+    normalize_code,
+    rank_band,
+)
+from contest.rules import TieBreak
+from contest.scoring import Ranked, TieRule, qualify, rank
+from contest.usecases.base import UseCase
+from contest.usecases.staff import Actor, audit
+
+log = logging.getLogger(__name__)
+
+PREDICTION_KEY = "prediction_official"  # written by /dapandudoan
+QUALIFIERS_KEY = "round2:qualifiers"
+CODE_KEY = "round2:code"
+
+INVITE_NOTIFICATION = "round2_invite"
+FINAL_NOTIFICATION = "round1_final"
+# The final round-1 results are told for this long (a transient failure retried meanwhile).
+FINAL_VALID_FOR = timedelta(days=30)
+
+CODE_TRIES = 5  # wrong codes allowed …
+CODE_WINDOW = timedelta(minutes=10)  # … in this long
+
+MODE_CUT = "cut"  # the list as the tie rule cut it
+MODE_ALL = "all"  # with everyone tied at the cut
+
+
+async def tie_rule(uow: UnitOfWork, breaks: tuple[TieBreak, ...]) -> TieRule:
+    """The tie rule in force, with the official prediction figure once an organiser
+    entered it (``contest_state`` key ``prediction_official``)."""
+    stored = await uow.round2.state(PREDICTION_KEY)
+    official: int | None = None
+    if stored is not None:
+        try:
+            value = json.loads(stored[0])
+            official = int(value) if not isinstance(value, bool) else None
+        except (ValueError, TypeError):
+            official = None
+    return TieRule(breaks, official)
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """The qualifiers proposed now (or, once confirmed, the confirmed list)."""
+
+    rule: TieRule
+    ranked: int  # persons with a counting round-1 attempt (locked ones left out)
+    eligible: int  # of them, reaching min_ratio
+    qualified: list[Ranked]  # as the rule cut it
+    tie: CutTie | None  # a tie across the cut
+    labels: dict[int, PersonLabel]
+    digest_cut: str
+    digest_all: str
+    confirmed: list[Confirmed]  # the confirmed list (empty until confirmed)
+    ranking: list[Ranked] = field(default_factory=list, repr=False)  # everyone ranked
+
+    @property
+    def with_ties(self) -> list[Ranked]:
+        return self.qualified + (self.tie.outside if self.tie else [])
+
+
+@dataclass(frozen=True)
+class Confirmation:
+    qualifiers: int
+    others: int  # final results queued to the others who took part
+
+
+@dataclass(frozen=True)
+class Entry:
+    """Where a person stands before round 2."""
+
+    state: str  # not_registered, not_qualified, not_open, closed, code_not_set, code_needed,
+    # ready (code typed, may start), in_progress, done
+    opens: datetime
+    closes: datetime
+
+
+class Rounds(UseCase):
+    # ------------------------------------------------------------ qualification
+
+    async def proposal(self) -> Proposal:
+        """The qualifiers round 1 gives (refused before round 1 closes)."""
+        async with self.uow(write=False) as uow:
+            confirmed = await uow.round2.qualifiers()
+            if not confirmed:
+                await self._check_round1_over(uow)
+            return await self._propose(uow, confirmed)
+
+    async def _check_round1_over(self, uow: UnitOfWork) -> None:
+        window = self.rules.round1.window
+        if not window.is_after(self.clock.now()):
+            raise ContestError("round1_not_closed", closes=window.closes)
+        still = await uow.round2.open_attempts(1)
+        if still:
+            raise ContestError("round1_attempts_open", count=still)
+
+    async def _propose(self, uow: UnitOfWork, confirmed: list[Confirmed]) -> Proposal:
+        r2 = self.rules.round2
+        rule = await tie_rule(uow, self.rules.tie_break)
+        ranked = rank(await uow.attempts.best_results(1), rule)
+        eligible = sum(1 for r in ranked if r.result.ratio >= r2.min_ratio)
+        found = qualify(ranked, r2.qualifiers, r2.min_ratio)
+        tie = None
+        if found.tied_at_cut:
+            cut = ranked.index(found.qualified[-1]) + 1
+            tie = cut_tie(ranked, cut, "qualifiers")
+        with_ties = found.qualified + (tie.outside if tie else [])
+        shown = {r.result.person_id for r in with_ties} | {c.person_id for c in confirmed}
+        labels = await uow.stats.labels(sorted(shown))
+        return Proposal(
+            rule=rule,
+            ranked=len(ranked),
+            eligible=eligible,
+            qualified=found.qualified,
+            tie=tie,
+            labels=labels,
+            digest_cut=_digest(found.qualified),
+            digest_all=_digest(with_ties),
+            confirmed=confirmed,
+            ranking=ranked,
+        )
+
+    async def confirm_qualifiers(self, actor: Actor, digest: str, mode: str) -> Confirmation:
+        """Confirm the proposal previewed (its fingerprint ``digest``), as the rule cut it
+        (MODE_CUT) or with everyone tied at the cut (MODE_ALL); queue the invitations and
+        the final results. Anything but the current, unconfirmed proposal changes
+        nothing."""
+        if mode not in (MODE_CUT, MODE_ALL):
+            raise ContestError("bad_button")
+        async with self.uow() as uow:
+            now = self.clock.now()
+            if await uow.round2.qualifiers():
+                raise ContestError("qualifiers_already_confirmed")
+            await self._check_round1_over(uow)
+            proposal = await self._propose(uow, [])
+            chosen = proposal.qualified if mode == MODE_CUT else proposal.with_ties
+            expected = proposal.digest_cut if mode == MODE_CUT else proposal.digest_all
+            if digest != expected:
+                raise ContestError("qualifiers_stale")
+            if not chosen:
+                raise ContestError("no_qualifiers")
+            state = json.dumps({"count": len(chosen), "digest": digest, "mode": mode})
+            if not await uow.round2.claim_state(QUALIFIERS_KEY, state, now, actor.key):
+                raise ContestError("qualifiers_already_confirmed")
+            await uow.round2.add_qualifiers(
+                [(r.result.person_id, r.rank, r.result.attempt_id) for r in chosen],
+                now,
+                actor.key,
+            )
+            ranked = proposal.ranking
+            chosen_ids = {r.result.person_id for r in chosen}
+            rows = [
+                Queued(
+                    f"{INVITE_NOTIFICATION}:{r.result.person_id}",
+                    r.result.person_id,
+                    INVITE_NOTIFICATION,
+                    {"rank": r.rank, "correct": r.result.correct, "total": r.result.total},
+                )
+                for r in chosen
+            ]
+            total = len(ranked)
+            first = self.rules.round2.qualifiers
+            for entry in ranked:
+                person = entry.result.person_id
+                if person in chosen_ids:
+                    continue
+                low, high = rank_band(entry.rank, total, first)
+                rows.append(
+                    Queued(
+                        f"{FINAL_NOTIFICATION}:{person}",
+                        person,
+                        FINAL_NOTIFICATION,
+                        {
+                            "correct": entry.result.correct,
+                            "total": entry.result.total,
+                            "seconds": entry.result.duration_seconds,
+                            "band": [low, high],
+                            "ranked": total,
+                        },
+                    )
+                )
+            await uow.round2.queue(rows, now, now + FINAL_VALID_FOR)
+            await audit(
+                uow,
+                now,
+                actor,
+                "qualifiers_confirm",
+                "ok",
+                target="round2",
+                detail={
+                    "qualifiers": len(chosen),
+                    "mode": mode,
+                    "tied_at_cut": len(proposal.tie.outside) if proposal.tie else 0,
+                    "others": len(rows) - len(chosen),
+                },
+            )
+            await uow.commit()
+        log.info("round 2: %d qualifiers confirmed, %d others told", len(chosen), len(rows))
+        return Confirmation(len(chosen), len(rows) - len(chosen))
+
+    # ------------------------------------------------------------ the session code
+
+    async def code_set_at(self) -> datetime | None:
+        async with self.uow(write=False) as uow:
+            stored = await uow.round2.state(CODE_KEY)
+        return stored[1] if stored else None
+
+    async def set_code(self, actor: Actor, text: str) -> str:
+        """Set (or change) the session code; returns it normalized. Audited without it."""
+        code = normalize_code(text)
+        if not CODE_RE.match(code):
+            raise ContestError("code_format")
+        salt, digest = hash_code(code)
+        async with self.uow() as uow:
+            now = self.clock.now()
+            changed = await uow.round2.state(CODE_KEY) is not None
+            await uow.round2.put_state(
+                CODE_KEY, json.dumps({"salt": salt, "hash": digest}), now, actor.key
+            )
+            await audit(
+                uow,
+                now,
+                actor,
+                "round2_code",
+                "ok",
+                target="round2",
+                detail={"changed": changed, "length": len(code)},
+            )
+            await uow.commit()
+        return code
+
+    async def entry(self, account: Account) -> Entry:
+        """Where the person stands before round 2 (what ``/vong2`` shows)."""
+        window = self.rules.round2.round.window
+        async with self.uow(write=False) as uow:
+            now = self.clock.now()
+            person = await uow.persons.by_account(account)
+            state = await self._entry_state(uow, person.id if person else None, now)
+        return Entry(state, window.opens, window.closes)
+
+    async def _entry_state(self, uow: UnitOfWork, person_id: int | None, now: datetime) -> str:
+        r2 = self.rules.round2.round
+        if person_id is None:
+            return "not_registered"
+        if not await uow.round2.is_qualifier(person_id):
+            return "not_qualified"
+        current = await uow.attempts.in_progress(person_id, 2)
+        if current is not None and not current.expired_at(now):
+            return "in_progress"
+        if await uow.attempts.count_for(person_id, 2) >= r2.attempts:
+            return "done"
+        if r2.window.is_before(now):
+            return "not_open"
+        if r2.window.is_after(now):
+            return "closed"
+        stored = await uow.round2.state(CODE_KEY)
+        if stored is None:
+            return "code_not_set"
+        if await uow.round2.code_passed(person_id, stored[1]):
+            return "ready"
+        return "code_needed"
+
+    async def enter_code(self, account: Account, text: str) -> None:
+        """Check the session code a qualifier typed. A wrong one changes nothing but the
+        count of tries (CODE_TRIES per CODE_WINDOW); then ``code_wrong`` or
+        ``code_rate_limited``."""
+        async with self.uow() as uow:
+            now = self.clock.now()
+            person = await uow.persons.by_account(account)
+            state = await self._entry_state(uow, person.id if person else None, now)
+            if state in ("ready", "in_progress"):
+                return  # typed already (the code is not asked again)
+            if state != "code_needed":
+                raise ContestError(f"round2_{state}")
+            assert person is not None
+            failed = await uow.round2.failed_tries(person.id, now - CODE_WINDOW)
+            if len(failed) >= CODE_TRIES:
+                wait = failed[len(failed) - CODE_TRIES] + CODE_WINDOW - now
+                minutes = max(1, -(-int(wait.total_seconds()) // 60))
+                raise ContestError("code_rate_limited", minutes=minutes, tries=CODE_TRIES)
+            stored = await uow.round2.state(CODE_KEY)
+            assert stored is not None
+            saved = json.loads(stored[0])
+            ok = code_matches(normalize_code(text), str(saved["salt"]), str(saved["hash"]))
+            await uow.round2.record_try(person.id, now, ok)
+            await uow.commit()
+        if not ok:
+            left = CODE_TRIES - len(failed) - 1
+            if left <= 0:
+                raise ContestError("code_wrong_last", minutes=int(CODE_WINDOW.seconds // 60))
+            raise ContestError("code_wrong", left=left)
+
+    async def hall(self) -> list[HallSeat]:
+        """Every qualifier and their round-2 attempt now (the organisers' live view)."""
+        async with self.uow(write=False) as uow:
+            return await uow.round2.hall()
+
+
+async def admit_round2(uow: UnitOfWork, person_id: int) -> str | None:
+    """Why the exam service refuses a round-2 start (None: admitted): not on the confirmed
+    list, no session code set, or the current code not typed by the person."""
+    if not await uow.round2.is_qualifier(person_id):
+        return "round2_not_qualified"
+    stored = await uow.round2.state(CODE_KEY)
+    if stored is None:
+        return "round2_code_not_set"
+    if not await uow.round2.code_passed(person_id, stored[1]):
+        return "round2_code_needed"
+    return None
+
+
+def _digest(entries: list[Ranked]) -> str:
+    return fingerprint([(r.result.person_id, r.result.attempt_id, r.rank) for r in entries])
