@@ -30,6 +30,7 @@ from contest.usecases.exams import (
 from contest.usecases.exports import Exports
 from contest.usecases.feedback import Feedback
 from contest.usecases.fixes import QuestionFixes
+from contest.usecases.linking import Linking
 from contest.usecases.locks import Locks
 from contest.usecases.outbox import (
     INLINE_RESULT_GRACE,
@@ -94,6 +95,7 @@ class ContestService:
         self.feedback = Feedback(self.ctx)
         self.locks = Locks(self.ctx)
         self.campaign = Campaign(self.ctx)
+        self.linking = Linking(self.ctx)
 
     @property
     def uow(self) -> UnitOfWorkFactory:
