@@ -39,6 +39,11 @@ async def zalo_api() -> AsyncIterator[FakeZaloApi]:
 
 @pytest.fixture
 async def db_url(tmp_path: Path, rules: ContestRules, clock: ManualClock) -> str:
+    return await seeded_file(tmp_path, rules, clock)
+
+
+async def seeded_file(tmp_path: Path, rules: ContestRules, clock: ManualClock) -> str:
+    """A SQLite file with the schema and the sample bank and units; its URL."""
     url = f"sqlite+aiosqlite:///{tmp_path / 'zalo.db'}"
     engine = create_engine(url)
     try:
