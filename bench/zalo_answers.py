@@ -15,8 +15,11 @@ import asyncio
 import json
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
+
+from pydantic import SecretStr
 
 from bot.config import load_rules
 from bot.settings import Settings
@@ -27,7 +30,7 @@ from contest.model import Account, Group
 from contest.registration import Step
 from contest.rules import LOCAL_TZ
 from contest.services import ContestService
-from fakes.zalo import FakeZaloApi, FakeZaloUser
+from fakes.zalo import FakeZaloApi, FakeZaloUser, ZaloMessage
 from storage.db import create_engine
 from storage.files import read_table
 from storage.schema import migrate
@@ -62,6 +65,10 @@ async def _seed(url: str, clock: ManualClock, people: int) -> None:
         await engine.dispose()
 
 
+def _next(following: str) -> Callable[[ZaloMessage], bool]:
+    return lambda m: following in m.text or "bài thi" in m.text
+
+
 async def _contestant(user: FakeZaloUser) -> int:
     await user.send_text("thi")
     await user.wait_for(lambda m: "gõ 1 để bắt đầu" in m.text, 30)
@@ -70,7 +77,7 @@ async def _contestant(user: FakeZaloUser) -> int:
     for position in range(1, 21):
         following = f"Câu {position + 1}/20"
         await user.send_text("b")
-        await user.wait_for(lambda m, f=following: f in m.text or "bài thi" in m.text, 30)
+        await user.wait_for(_next(following), 30)
     return 20
 
 
@@ -80,8 +87,8 @@ async def run(people: int) -> dict[str, float]:
         url = f"sqlite+aiosqlite:///{Path(folder) / 'bench.db'}"
         await _seed(url, clock, people)
         async with FakeZaloApi() as api:
-            settings = Settings(
-                zalo_token=api.token,
+            settings = Settings(  # type: ignore[call-arg]
+                zalo_token=SecretStr(api.token),
                 zalo_api_url=api.base_url,
                 database_url=url,
                 poll_timeout=1,
