@@ -33,6 +33,7 @@ from contest.clock import Clock
 from contest.errors import ContestError
 from contest.model import Account, Group, Position, Role, UnitKind, age_on
 from contest.registration import Step
+from contest.text import fold
 from contest.rules import ContestRules
 from contest.services import ContestService, ExamCard, ExamState, RegistrationView
 from contest.ui import texts
@@ -227,7 +228,7 @@ def _short(name: str, limit: int = 80) -> str:
 def _page_action(page: int, query: str) -> str:
     """A page of the unit list; the search words ride along (cut to fit an action)."""
     action = f"r:page:{page}|"
-    data = query.encode("ascii", "ignore").decode()
+    data = fold(query).encode("ascii", "ignore").decode()  # the search is accent-blind
     room = 64 - len(action)
     return action + data[:room]
 
