@@ -33,9 +33,9 @@ from contest.clock import Clock
 from contest.errors import ContestError
 from contest.model import Account, Group, Position, Role, UnitKind, age_on
 from contest.registration import Step
-from contest.text import fold
 from contest.rules import ContestRules
 from contest.services import ContestService, ExamCard, ExamState, RegistrationView
+from contest.text import fold
 from contest.ui import texts
 from contest.ui.console.feedback import result_menu, results_menu
 from contest.ui.reply import Choice, Menu, Reply
