@@ -15,12 +15,13 @@ from bot.logs import register_settings_secrets
 from bot.processor import PerChatUpdateProcessor
 from bot.request import SharedSession, build_request
 from bot.settings import Settings
+from bot.zalo import ZaloParts, zalo_admins
 from contest.clock import Clock, SystemClock
 from contest.model import Account
 from contest.rules import ContestRules
 from contest.services import ContestService
 from contest.ui.router import Ui
-from handlers import console, exam, info, reachable, registration, reminders
+from handlers import console, exam, info, linking, reachable, registration, reminders
 from handlers.common import DEPS_KEY, Deps, on_error
 from handlers.console import CONTESTANT_COMMANDS, UI_KEY, refresh_menus
 from handlers.notify import TelegramNotifier
@@ -58,6 +59,7 @@ class Runtime:
     lease: LeaseGuard
     presses: DriverPressStores | None
     campaign: CampaignScheduler
+    zalo: Any = None  # bot.zalo.ZaloParts when Zalo is served by this process too
 
 
 def file_url(api_url: str) -> str:
@@ -74,8 +76,10 @@ def build_application(
     clock: Clock | None = None,
     engine: AsyncEngine | None = None,
     polling: bool = True,
+    zalo: bool = False,
 ) -> Application[Any, Any, Any, Any, Any, Any]:
-    """Build the bot. Nothing connects here: the database is opened in ``post_init``."""
+    """Build the bot (with ``zalo``, the Zalo channel too, on the same use cases and
+    schedulers). Nothing connects here: the database is opened in ``post_init``."""
     if settings.bot_token is None or not settings.bot_token.get_secret_value().strip():
         raise MissingToken
     register_settings_secrets(settings)  # masked in every log line (bot.logs)
@@ -101,6 +105,7 @@ def build_application(
     engine = engine or create_engine(settings.database_url, pg_pool_size=settings.db_pool_size)
     presses = DriverPressStores(engine) if DriverPressStores.supports(engine) else None
     admins = frozenset(Account.telegram(user) for user in settings.admin_ids)
+    admins |= zalo_admins(settings)
     service = ContestService(
         SqlUnitOfWorkFactory(engine),
         clock,
@@ -119,9 +124,11 @@ def build_application(
     )
     throttle = SendThrottle(settings.send_rate, settings.chat_send_interval)
     lease = LeaseGuard(engine, "scheduler", process_name(), settings.lease_seconds)
+    ui = Ui(service)
+    zalo_parts = ZaloParts(settings, service, ui, rules, clock, polling=polling) if zalo else None
     deadlines = DeadlineScheduler(
         service,
-        [TelegramNotifier(bulk_bot, throttle)],
+        [TelegramNotifier(bulk_bot, throttle)] + ([zalo_parts.notifier] if zalo_parts else []),
         app.job_queue,
         lease,
         sweep_seconds=settings.sweep_seconds,
@@ -138,11 +145,11 @@ def build_application(
     )
     app.bot_data[DEPS_KEY] = Deps(service, rules, clock, settings.admin_ids)
     app.bot_data[RUNTIME_KEY] = Runtime(
-        engine, service, deadlines, bulk_bot, lease, presses, campaign
+        engine, service, deadlines, bulk_bot, lease, presses, campaign, zalo_parts
     )
 
-    app.bot_data[UI_KEY] = Ui(service)
-    for module in (console, info, registration, exam, reminders):
+    app.bot_data[UI_KEY] = ui
+    for module in (console, info, registration, exam, reminders, linking):
         for handler in module.handlers():
             app.add_handler(handler)
     for handler in info.fallbacks():
@@ -173,10 +180,14 @@ async def _post_init(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
         await rt.deadlines.rearm()
     rt.deadlines.start()
     rt.campaign.start()
+    if rt.zalo is not None:
+        await rt.zalo.start()
 
 
 async def _post_shutdown(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
     rt = runtime(app)
+    if rt.zalo is not None:
+        await rt.zalo.stop()
     await rt.deadlines.stop()
     try:
         await rt.lease.release()
@@ -214,6 +225,8 @@ async def close_requests(app: Application[Any, Any, Any, Any, Any, Any]) -> None
     what it finished initialising)."""
     rt = runtime(app)
     await rt.deadlines.stop()
+    if rt.zalo is not None:
+        await rt.zalo.stop()
     for request in (*app.bot._request, rt.bulk_bot.request):
         await request.shutdown()
     if rt.presses is not None:

@@ -71,16 +71,35 @@ def load_settings() -> Settings:
     return settings
 
 
+CHANNELS = ("telegram", "zalo")
+
+
+def parse_channels(value: str) -> frozenset[str]:
+    """``--channel telegram``, ``zalo`` or ``telegram,zalo``."""
+    names = frozenset(part.strip().lower() for part in value.split(",") if part.strip())
+    if not names or not names <= set(CHANNELS):
+        raise argparse.ArgumentTypeError(
+            f"kênh không hợp lệ: “{value}” (chọn telegram, zalo hoặc telegram,zalo)"
+        )
+    return names
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from bot.app import MissingToken, build_application
+    from bot.zalo import ZaloConfigError
 
     settings = load_settings()
     try:
         rules = load_rules(settings.config_path())
     except ConfigError as exc:
         return fail(f"Lỗi cấu hình cuộc thi: {exc}")
+    channels: frozenset[str] = args.channel
+    if "telegram" not in channels:
+        return _run_zalo(settings, rules, webhook=args.webhook)
     try:
-        app = build_application(settings, rules, polling=not args.webhook)
+        app = build_application(settings, rules, polling=not args.webhook, zalo="zalo" in channels)
+    except ZaloConfigError as exc:
+        return fail(str(exc))
     except MissingToken:
         return fail(
             "Chưa có token của bot: hãy đặt biến môi trường CONTEST_BOT_TOKEN "
@@ -97,6 +116,45 @@ def cmd_run(args: argparse.Namespace) -> int:
         return fail(
             f"Không kết nối được với Telegram Bot API ({settings.bot_api_url}): {exc}. "
             "Hãy kiểm tra CONTEST_BOT_TOKEN, CONTEST_BOT_API_URL và kết nối mạng.",
+            1,
+        )
+    return 0
+
+
+def _run_zalo(settings: Settings, rules: Any, *, webhook: bool) -> int:
+    """``--channel zalo``: Zalo alone, with its own timers (deadlines, outbox, campaign)."""
+    from bot.zalo import ZaloConfigError, ZaloProcess
+    from zalo.api import ZaloError, ZaloNetworkError
+
+    try:
+        process = ZaloProcess(settings, rules, polling=not webhook)
+    except ZaloConfigError as exc:
+        return fail(str(exc))
+
+    async def serve() -> None:
+        await process.start()
+        stopping = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stopping.set)
+        try:
+            await stopping.wait()
+        finally:
+            log.info("bot stopping")
+            await process.stop()
+
+    try:
+        asyncio.run(serve())
+    except (ZaloError, ZaloNetworkError) as exc:
+        return fail(
+            f"Không kết nối được với Zalo Bot API ({settings.zalo_api_url}): {exc}. Hãy kiểm "
+            "tra CONTEST_ZALO_TOKEN, CONTEST_ZALO_API_URL và kết nối mạng.",
+            1,
+        )
+    except OSError as exc:
+        return fail(
+            f"Không mở được cổng {settings.webhook_listen}:{settings.webhook_port} cho webhook "
+            f"Zalo (CONTEST_WEBHOOK_LISTEN, CONTEST_WEBHOOK_PORT): {exc.strerror or exc}",
             1,
         )
     return 0
@@ -430,6 +488,13 @@ def parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="chạy bot (long polling, hoặc --webhook)")
     run.add_argument(
         "--webhook", action="store_true", help="nhận cập nhật qua webhook thay cho long polling"
+    )
+    run.add_argument(
+        "--channel",
+        type=parse_channels,
+        default=frozenset({"telegram"}),
+        help="kênh phục vụ: telegram (mặc định), zalo, hoặc telegram,zalo (cả hai trong một "
+        "tiến trình)",
     )
     run.set_defaults(func=cmd_run)
     iq = sub.add_parser("import-questions", help="nhập ngân hàng câu hỏi (CSV hoặc XLSX)")

@@ -98,14 +98,21 @@ def register_secret(value: str | None) -> None:
 
 
 def register_settings_secrets(settings: Settings) -> None:
-    """Register the secrets found in the settings: the bot token, the webhook secret, the
-    webhook URL and its path (the path is a secret route), the database password."""
+    """Register the secrets found in the settings: the bot tokens (Telegram, Zalo), the
+    webhook secrets, the webhook URLs and their paths (a path is a secret route), the
+    database password."""
     if settings.bot_token is not None:
         register_secret(settings.bot_token.get_secret_value())
     if settings.webhook_secret is not None:
         register_secret(settings.webhook_secret.get_secret_value())
-    if settings.webhook_url:
-        url = settings.webhook_url.strip()
+    if settings.zalo_token is not None:
+        register_secret(settings.zalo_token.get_secret_value())
+    if settings.zalo_webhook_secret is not None:
+        register_secret(settings.zalo_webhook_secret.get_secret_value())
+    for webhook_url in (settings.webhook_url, settings.zalo_webhook_url):
+        if not webhook_url:
+            continue
+        url = webhook_url.strip()
         register_secret(url)
         scheme_end = url.find("//")
         path_start = url.find("/", scheme_end + 2) if scheme_end >= 0 else -1

@@ -384,6 +384,9 @@ async def start_webhook(
         web_app = make_web_app(
             application, settings, secret_path=config.path, health_timeout=health_timeout
         )
+        zalo = runtime(application).zalo
+        if zalo is not None and zalo.webhook is not None:  # Zalo's deliveries, same server
+            web_app.router.add_route("*", *zalo.route())
         runner = web.AppRunner(web_app, handle_signals=False, access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, settings.webhook_listen, settings.webhook_port)

@@ -324,6 +324,23 @@ class DialogueRepository(Protocol):
     async def clear(self, account: Account) -> None: ...
 
 
+class LinkCodeRepository(Protocol):
+    """One-time codes that link another channel's account to a person (``link_codes``),
+    and the wrong codes typed, per account, for rate limiting."""
+
+    async def add(self, code: str, person_id: int, now: datetime, expires_at: datetime) -> None:
+        """Store a new code (Conflict when the code is taken); earlier unused codes of the
+        person stop working."""
+        ...
+
+    async def use(self, code: str, by: str, now: datetime) -> int | None:
+        """Compare-and-set: mark an unused, unexpired code used; its person, else None."""
+        ...
+
+    async def wrong_tries(self, by: str, since: datetime) -> int: ...
+    async def record_wrong(self, by: str, now: datetime) -> None: ...
+
+
 @dataclass(frozen=True)
 class Colleague:
     """A registered civil servant of a unit, as the unit's focal person sees them."""
@@ -739,6 +756,7 @@ class UnitOfWork(Protocol):
     staff: StaffRepository
     audit: AuditRepository
     dialogues: DialogueRepository
+    links: LinkCodeRepository
     stats: StatsRepository
     broadcasts: BroadcastRepository
     feedback: FeedbackRepository

@@ -30,6 +30,7 @@ from contest.usecases.exams import (
 from contest.usecases.exports import Exports
 from contest.usecases.feedback import Feedback
 from contest.usecases.fixes import QuestionFixes
+from contest.usecases.linking import Linking
 from contest.usecases.locks import Locks
 from contest.usecases.outbox import (
     INLINE_RESULT_GRACE,
@@ -98,6 +99,7 @@ class ContestService:
         self.campaign = Campaign(self.ctx)
         self.rounds = Rounds(self.ctx)
         self.prizes = Prizes(self.ctx)
+        self.linking = Linking(self.ctx)
 
     @property
     def uow(self) -> UnitOfWorkFactory:

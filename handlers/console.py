@@ -49,6 +49,7 @@ CONTESTANT_COMMANDS = [
     BotCommand("thele", "Thể lệ cuộc thi"),
     BotCommand("huongdan", "Hướng dẫn dự thi"),
     BotCommand("nhacnho", "Bật/tắt nhắc nhở"),
+    BotCommand("lienket", "Liên kết với tài khoản Zalo"),
 ]
 
 

@@ -86,3 +86,66 @@ def _guarded(callback: Callback, name: str) -> Callable[[], Awaitable[None]]:
             log.debug("timer %s failed", name, exc_info=exc)
 
     return run
+
+
+class _TimerJob:
+    """What the deadline and campaign schedulers use of a PTB ``Job``."""
+
+    def __init__(self, data: object, name: str) -> None:
+        self.data = data
+        self.name = name
+        self.timer: Timer | None = None
+        self.next_t: datetime | None = None
+
+    def schedule_removal(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+
+
+class _TimerContext:
+    """What a job callback reads of PTB's ``CallbackContext``: the job."""
+
+    def __init__(self, job: _TimerJob) -> None:
+        self.job = job
+
+
+class TimerJobQueue:
+    """The part of PTB's ``JobQueue`` the schedulers use (``run_once``, ``run_repeating``),
+    on ``Timers``: a process without Telegram (Zalo alone) runs the same deadline sweeps,
+    outbox delivery and campaign with it."""
+
+    def __init__(self, timers: Timers) -> None:
+        self.timers = timers
+
+    def run_once(
+        self,
+        callback: Callable[[Any], Awaitable[None]],
+        when: float,
+        data: object = None,
+        name: str | None = None,
+        job_kwargs: dict[str, Any] | None = None,
+    ) -> _TimerJob:
+        job = _TimerJob(data, name or "once")
+        context = _TimerContext(job)
+        job.next_t = datetime.now(UTC) + timedelta(seconds=max(float(when), 0.0))
+        job.timer = self.timers.once(lambda: callback(context), float(when), job.name)
+        return job
+
+    def run_repeating(
+        self,
+        callback: Callable[[Any], Awaitable[None]],
+        interval: float,
+        first: float | None = None,
+        name: str | None = None,
+        data: object = None,
+        job_kwargs: dict[str, Any] | None = None,
+    ) -> _TimerJob:
+        job = _TimerJob(data, name or "repeating")
+        context = _TimerContext(job)
+        job.timer = self.timers.every(
+            lambda: callback(context),
+            float(interval),
+            job.name,
+            first=float(interval if first is None else first),
+        )
+        return job

@@ -17,6 +17,7 @@ from contest.ports import (
     DialogueRepository,
     DraftRepository,
     FeedbackRepository,
+    LinkCodeRepository,
     LockRepository,
     OutboxRepository,
     PendingRepository,
@@ -33,6 +34,7 @@ from storage.campaign import SqlCampaign
 from storage.db import acquire_writer, is_sqlite, session_factory, writer_lock
 from storage.feedback import SqlFeedback
 from storage.fixes import SqlPending, SqlQuestionFixes
+from storage.links import SqlLinkCodes
 from storage.repositories import (
     SqlAccounts,
     SqlAttempts,
@@ -62,6 +64,7 @@ class SqlUnitOfWork:
     staff: StaffRepository
     audit: AuditRepository
     dialogues: DialogueRepository
+    links: LinkCodeRepository
     stats: StatsRepository
     broadcasts: BroadcastRepository
     feedback: FeedbackRepository
@@ -83,6 +86,7 @@ class SqlUnitOfWork:
         "staff": SqlStaff,
         "audit": SqlAudit,
         "dialogues": SqlDialogues,
+        "links": SqlLinkCodes,
         "stats": SqlStats,
         "broadcasts": SqlBroadcasts,
         "feedback": SqlFeedback,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+from contest.text import fold
+
 # "a", "B", "b.", "C)", "(a)", "đáp án B", "câu trả lời: c" — one letter A, B or C.
 _ANSWER = re.compile(
     r"^\s*(?:(?:đáp\s*án|đáp\s*an|dap\s*an|câu\s*trả\s*lời|chọn|chon)\s*[:\-]?\s*)?"
@@ -33,3 +35,37 @@ def command(text: str) -> tuple[str, tuple[str, ...]] | None:
         return None
     rest = (match.group(2) or "").split()
     return match.group(1).lower(), tuple(rest)
+
+
+# Vietnamese mobile numbers: 10 digits 0[35789]xxxxxxxx, also written +84 / 84 without the 0,
+# with spaces, dots, dashes or brackets between the groups.
+_SEPARATORS = re.compile(r"[\s.\-()]")
+_VN_MOBILE = re.compile(r"^(?:\+84|84|0)([35789]\d{8})$")
+_LINK_CODE = re.compile(r"^\s*(\d{6})\s*$")
+
+
+def vn_mobile(text: str) -> str | None:
+    """A typed Vietnamese mobile number in its canonical form (``+84xxxxxxxxx``), or None."""
+    compact = _SEPARATORS.sub("", text.strip())
+    match = _VN_MOBILE.match(compact)
+    return "+84" + match.group(1) if match else None
+
+
+def link_code(text: str) -> str | None:
+    """A typed 6-digit linking code, or None."""
+    match = _LINK_CODE.match(text)
+    return match.group(1) if match else None
+
+
+def bare_command(text: str, names: frozenset[str]) -> tuple[str, tuple[str, ...]] | None:
+    """A command typed without its slash ("thi", "Ket qua", "lienket 123456"): the name
+    when the first word (or the first two, joined) is one of ``names``."""
+    words = fold(text).split()
+    if not words or len(words) > 3:
+        return None
+    for size in (2, 1):
+        if len(words) >= size:
+            name = "".join(words[:size])
+            if name in names:
+                return name, tuple(words[size:])
+    return None

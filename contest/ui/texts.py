@@ -504,6 +504,14 @@ def results_text(view: ResultsView, rules: RoundRules) -> str:
 TIME_UP = "Đã hết giờ làm bài!"
 
 ERRORS: dict[str, str] = {
+    "link_code_wrong": "Mã liên kết không đúng hoặc đã hết hạn. Vui lòng kiểm tra lại, hoặc "
+    "lấy mã mới bằng lệnh /lienket ở kênh đã đăng ký.",
+    "link_rate": "Bạn đã nhập sai mã liên kết quá nhiều lần. Vui lòng thử lại sau {minutes} phút.",
+    "link_same_person": "Tài khoản này đã thuộc hồ sơ dự thi đó rồi.",
+    "link_already_registered": "Tài khoản này đã có hồ sơ dự thi riêng nên không liên kết "
+    "được với hồ sơ khác. Nếu bạn lỡ đăng ký hai lần, vui lòng liên hệ Ban Tổ chức.",
+    "link_channel_taken": "Hồ sơ dự thi này đã liên kết với một tài khoản khác trên kênh này. "
+    "Nếu cần đổi tài khoản, vui lòng liên hệ Ban Tổ chức.",
     "consent_required": "Bạn cần đồng ý cho xử lý dữ liệu cá nhân để đăng ký dự thi.",
     "name_invalid": "Họ và tên không hợp lệ. Vui lòng nhập họ tên đầy đủ "
     "(2–100 ký tự, có chữ cái, không bắt đầu bằng dấu =, +, - hoặc @).",
@@ -703,4 +711,35 @@ def reminders_state(on: bool) -> Reply:
         "🔕 Đã tắt nhắc nhở. Bạn vẫn nhận được kết quả thi và thông báo của Ban Tổ chức. "
         "Gõ /nhacnho để bật lại.",
         Menu.of([Choice("🔔 Bật nhắc nhở", "n:on")]),
+    )
+
+
+# ------------------------------------------------------------------ linking channels
+
+
+def link_code(code: str, minutes: int) -> str:
+    return (
+        f"🔗 Mã liên kết của bạn: {code}\n\n"
+        f"Mã dùng được một lần, trong {minutes} phút. Để dùng cùng hồ sơ dự thi trên kênh "
+        f"còn lại (Zalo hoặc Telegram), hãy nhắn cho bot ở kênh đó: /lienket {code}\n\n"
+        "Không đưa mã này cho người khác: ai có mã sẽ dự thi bằng hồ sơ của bạn."
+    )
+
+
+def link_ask(other: str) -> str:
+    """/lienket from someone not registered here: how to link to a registration made on
+    the ``other`` channel."""
+    return (
+        f"🔗 Liên kết tài khoản: nếu bạn đã đăng ký trên {other}, hãy gõ /lienket trong bot "
+        f"{other} để nhận mã 6 chữ số, rồi gõ vào đây: /lienket và mã đó (ví dụ: /lienket "
+        "123456). Hai tài khoản sẽ dùng chung một hồ sơ và số lần thi. Nếu chưa đăng ký ở "
+        "đâu, gõ /dangky."
+    )
+
+
+def linked(name: str) -> str:
+    return (
+        f"✅ Đã liên kết tài khoản này với hồ sơ dự thi của {h(name)}. Số lần thi và kết quả "
+        "được tính chung cho cả hai kênh; kết quả và nhắc nhở được gửi tới kênh bạn dùng gần "
+        "nhất."
     )
