@@ -25,6 +25,7 @@ from contest.usecases.exams import (
     Exams,
     ExamState,
     ExamStatus,
+    PredictionAsk,
     Warning_,
 )
 from contest.usecases.exports import Exports
@@ -38,6 +39,7 @@ from contest.usecases.outbox import (
     Outbox,
     retry_delay,
 )
+from contest.usecases.predictions import Predictions, PredictionView
 from contest.usecases.registration import Profile, Registration, RegistrationView
 from contest.usecases.results import Results, ResultsView
 from contest.usecases.staff import Staff
@@ -53,6 +55,8 @@ __all__ = [
     "ExamCard",
     "ExamState",
     "ExamStatus",
+    "PredictionAsk",
+    "PredictionView",
     "Profile",
     "RegistrationView",
     "ResultsView",
@@ -94,6 +98,7 @@ class ContestService:
         self.feedback = Feedback(self.ctx)
         self.locks = Locks(self.ctx)
         self.campaign = Campaign(self.ctx)
+        self.predictions = Predictions(self.ctx)
 
     @property
     def uow(self) -> UnitOfWorkFactory:

@@ -14,6 +14,7 @@ from contest.ports import (
     AuditRepository,
     BroadcastRepository,
     CampaignRepository,
+    ContestStateRepository,
     DialogueRepository,
     DraftRepository,
     FeedbackRepository,
@@ -44,6 +45,7 @@ from storage.repositories import (
 )
 from storage.sqlite_inline import waiting_until
 from storage.staff import SqlAudit, SqlDialogues, SqlStaff
+from storage.state import SqlContestState
 from storage.stats import SqlLocks, SqlStats
 
 
@@ -67,6 +69,7 @@ class SqlUnitOfWork:
     campaign: CampaignRepository
     fixes: QuestionFixRepository
     pending: PendingRepository
+    state: ContestStateRepository
 
     # Every repository of a unit of work, by attribute name (one instance per transaction).
     REPOSITORIES: ClassVar[dict[str, type[SqlRepository]]] = {
@@ -87,6 +90,7 @@ class SqlUnitOfWork:
         "campaign": SqlCampaign,
         "fixes": SqlQuestionFixes,
         "pending": SqlPending,
+        "state": SqlContestState,
     }
 
     def __init__(
