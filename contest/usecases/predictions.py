@@ -27,8 +27,8 @@ OFFICIAL_ACTION = "dapandudoan"  # the audit log's name for it, as the console's
 # A prediction is a count of persons: a district's contest has far fewer contestants.
 MAX_PREDICTION = 1_000_000
 
-_PLAIN = re.compile(r"\d+")
-_GROUPED = re.compile(r"\d{1,3}(?:[.,\s]\d{3})+")  # 1.234 or 1 234: thousands grouped
+_PLAIN = re.compile(r"[0-9]+")
+_GROUPED = re.compile(r"[0-9]{1,3}(?:[., ][0-9]{3})+")  # 1.234 or 1 234: thousands grouped
 
 
 def parse_count(text: str, limit: int = MAX_PREDICTION) -> int | None:
