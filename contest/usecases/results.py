@@ -4,7 +4,7 @@ for round 2."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from contest.errors import ContestError
 from contest.model import Account, AttemptResult
@@ -40,7 +40,7 @@ class Leaderboard:
     page: int
     pages: int
     total: int  # persons ranked
-    rule: TieRule = TIME_ONLY  # the rule it is ranked by
+    rule: TieRule = field(default=TIME_ONLY, compare=False)  # the rule it is ranked by
 
 
 class Results(UseCase):
