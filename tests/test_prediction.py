@@ -318,6 +318,8 @@ async def test_equal_scores_share_a_rank_and_the_export_follows_the_rule(
     assert old.rows[0].standing.full_name == "Phạm Thị C"
 
     rule = await service.results.tie_rule()
+    assert rule.official == 100
+    assert (await service.results.tie_rule(2)).official is None  # round 1's figure only
     path = tmp_path / "du-lieu.xlsx"
     request = ExportRequest(
         1,

@@ -43,7 +43,7 @@ class Exports(UseCase):
             raise ContestError("export_unavailable")
         async with self._turn:
             async with self.uow(write=False) as uow:
-                rule = await tie_rule_in(uow, self.rules)
+                rule = await tie_rule_in(uow, self.rules, round_number)
             request = ExportRequest(
                 round_number,
                 self.rules.quota,

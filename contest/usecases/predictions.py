@@ -58,11 +58,14 @@ async def official_figure(uow: UnitOfWork) -> int | None:
     return parse_official(value) if value is not None else None
 
 
-async def tie_rule_in(uow: UnitOfWork, rules: ContestRules) -> TieRule:
-    """The tie rule in force: the contest file's, with the official figure once entered."""
+async def tie_rule_in(uow: UnitOfWork, rules: ContestRules, round_number: int = 1) -> TieRule:
+    """The tie rule in force for a round: the contest file's, with the official figure
+    once entered. Only round 1 has one (``prediction_official``); round 2's predictions
+    separate nobody until a figure of its own exists."""
     if not rules.uses_prediction:
         return TIME_ONLY
-    return TieRule(rules.tie_break, await official_figure(uow))
+    official = await official_figure(uow) if round_number == 1 else None
+    return TieRule(rules.tie_break, official)
 
 
 @dataclass(frozen=True)
@@ -86,9 +89,9 @@ class Predictions(UseCase):
         round1 = self.rules.round1
         return round1.window.closes + round1.duration
 
-    async def tie_rule(self) -> TieRule:
+    async def tie_rule(self, round_number: int = 1) -> TieRule:
         async with self.uow(write=False) as uow:
-            return await tie_rule_in(uow, self.rules)
+            return await tie_rule_in(uow, self.rules, round_number)
 
     async def overview(self) -> PredictionView:
         if not self.rules.uses_prediction:

@@ -53,7 +53,7 @@ class Results(UseCase):
                 raise ContestError("not_registered")
             results = await uow.attempts.results_for(person.id, round_number)
             current = await uow.attempts.in_progress(person.id, round_number)
-            rule = await tie_rule_in(uow, self.rules)
+            rule = await tie_rule_in(uow, self.rules, round_number)
             return ResultsView(
                 sorted(results, key=lambda r: r.number),
                 best_result(results, rule),
@@ -62,11 +62,11 @@ class Results(UseCase):
                 predicting=self.rules.uses_prediction,
             )
 
-    async def tie_rule(self) -> TieRule:
-        """The tie rule in force (the contest file's, with the official figure once an
-        organiser entered it)."""
+    async def tie_rule(self, round_number: int = 1) -> TieRule:
+        """The tie rule in force for a round (the contest file's, with the official figure
+        once an organiser entered it)."""
         async with self.uow(write=False) as uow:
-            return await tie_rule_in(uow, self.rules)
+            return await tie_rule_in(uow, self.rules, round_number)
 
     async def ranking(self, round_number: int = 1) -> list[Ranked]:
         """Every person's best attempt of a round by the tie rule in force, ranked (equal
@@ -74,7 +74,7 @@ class Results(UseCase):
         counting attempts are read; under another, every finished attempt (the rule may
         pick another of a person's attempts)."""
         async with self.uow(write=False) as uow:
-            rule = await tie_rule_in(uow, self.rules)
+            rule = await tie_rule_in(uow, self.rules, round_number)
             if rule == TIME_ONLY:
                 return rank(await uow.attempts.best_results(round_number))
             return rank(await uow.attempts.ranking_results(round_number), rule)
@@ -100,7 +100,7 @@ class Results(UseCase):
         qualification takes). ``rule``: the tie rule in force unless given."""
         async with self.uow(write=False) as uow:
             if rule is None:
-                rule = await tie_rule_in(uow, self.rules)
+                rule = await tie_rule_in(uow, self.rules, round_number)
             if rule != TIME_ONLY:
                 return await self._leaderboard_in_memory(uow, round_number, page, size, rule)
             total = await uow.stats.ranked_count(round_number)
