@@ -8,12 +8,15 @@ from pathlib import Path
 from typing import Any
 
 from contest.rules import (
+    DEFAULT_PREDICTION_QUESTION,
     LOCAL_TZ,
+    TIE_RULES,
     ContestRules,
     PrizeRules,
     ReminderRules,
     Round2Rules,
     RoundRules,
+    TieBreak,
     Window,
 )
 
@@ -126,6 +129,39 @@ def _reminders(data: dict[str, Any]) -> ReminderRules:
     )
 
 
+MAX_PREDICTION_QUESTION = 300  # characters: it is shown under every last answer
+
+
+def _tie_rule(data: dict[str, Any]) -> tuple[tuple[TieBreak, ...], str]:
+    """``[ranking]``: ``tie_break = ["time"]`` (the default) or ``["prediction", "time"]``,
+    and the prediction question's text (a default one when prediction is on without it)."""
+    table = data.get("ranking", {})
+    if not isinstance(table, dict):
+        raise ConfigError("[ranking] phải là một bảng")
+    allowed = " hoặc ".join(
+        "[" + ", ".join(f'"{tie.value}"' for tie in rule) + "]" for rule in TIE_RULES
+    )
+    value = table.get("tie_break", ["time"])
+    rule = None
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        wanted = tuple(v.strip().lower() for v in value)
+        rule = next((r for r in TIE_RULES if tuple(t.value for t in r) == wanted), None)
+    if rule is None:
+        raise ConfigError(f"ranking.tie_break phải là {allowed}, không phải {value!r}")
+    question = table.get("prediction_question", "")
+    if not isinstance(question, str):
+        raise ConfigError("ranking.prediction_question phải là văn bản")
+    question = " ".join(question.split())
+    if len(question) > MAX_PREDICTION_QUESTION:
+        raise ConfigError(
+            f"ranking.prediction_question dài {len(question)} ký tự, tối đa "
+            f"{MAX_PREDICTION_QUESTION} ký tự"
+        )
+    if TieBreak.PREDICTION in rule and not question:
+        question = DEFAULT_PREDICTION_QUESTION
+    return rule, question
+
+
 def parse_rules(data: dict[str, Any]) -> ContestRules:
     campaign_t = _table(data, "campaign")
     round1_t = _table(data, "round1")
@@ -178,12 +214,15 @@ def parse_rules(data: dict[str, Any]) -> ContestRules:
     )
     if round2.round.window.opens < round1.window.closes:
         raise ConfigError("round2.opens không được trước round1.closes")
+    tie_break, question = _tie_rule(data)
     return ContestRules(
         campaign=campaign,
         round1=round1,
         round2=round2,
         prizes=prizes,
         reminders=_reminders(data),
+        tie_break=tie_break,
+        prediction_question=question,
     )
 
 

@@ -137,6 +137,7 @@ class Attempt:
     chat_id: int | None = None
     message_id: int | None = None
     items: list[AttemptItem] = field(default_factory=list)
+    prediction: int | None = None  # the number typed at the end, when the tie rule asks
 
     @property
     def total(self) -> int:

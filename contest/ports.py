@@ -191,6 +191,36 @@ class AttemptRepository(Protocol):
     ) -> list[int]: ...
     async def mark_warned(self, attempt_id: int, level: int) -> bool: ...
     async def open_deadlines(self) -> list[tuple[int, datetime]]: ...
+    async def awaiting_prediction(self, person_id: int, now: datetime) -> Attempt | None:
+        """The person's last attempt if it was submitted by its answers, has no prediction
+        yet, its deadline has not passed and no attempt was started after it."""
+        ...
+
+    async def set_prediction(self, attempt_id: int, prediction: int) -> bool:
+        """Store the prediction of a submitted attempt that has none (compare-and-set)."""
+        ...
+
+    async def ranking_results(self, round: int) -> list[AttemptResult]:
+        """Every finished attempt of the round, with its prediction, locked persons left
+        out (ranking by a rule that may pick another attempt than ``counting``)."""
+        ...
+
+    async def prediction_counts(self, round: int) -> tuple[int, int]:
+        """(finished attempts of the round, of them with a prediction)."""
+        ...
+
+    async def recount(self, round: int, official: int | None) -> None:
+        """Flag each person's counting attempt of the round again, by most correct, then
+        (with ``official``) the prediction closest to it, then the shorter time, then the
+        earlier submission."""
+        ...
+
+
+class ContestStateRepository(Protocol):
+    """Decisions taken while the contest runs (``contest_state``: one text value per key)."""
+
+    async def get(self, key: str) -> str | None: ...
+    async def put(self, key: str, value: str, by: str, now: datetime) -> None: ...
 
 
 class OutboxRepository(Protocol):
@@ -371,6 +401,7 @@ class Standing:
     total: int
     duration_seconds: float
     finished_at: datetime
+    prediction: int | None = None  # shown when the tie rule uses the prediction question
 
 
 @dataclass(frozen=True)
@@ -765,6 +796,7 @@ class UnitOfWork(Protocol):
     fixes: QuestionFixRepository
     pending: PendingRepository
     round2: Round2Repository
+    state: ContestStateRepository
 
     async def __aenter__(self) -> UnitOfWork: ...
     async def __aexit__(
@@ -929,6 +961,9 @@ class ExportRequest:
     round: int
     quota: QuotaRules
     at: datetime  # when it was asked for (aware): the workbook is as of about then
+    # The tie rule in force (``TieBreak`` values) and the prediction's official figure.
+    tie_break: tuple[str, ...] = ("time",)
+    official: int | None = None
 
 
 @dataclass(frozen=True)

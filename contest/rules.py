@@ -135,6 +135,22 @@ class ContestRules:
     tie_break: tuple[TieBreak, ...] = (TieBreak.TIME,)
     prediction_question: str = ""
 
+    @property
+    def uses_prediction(self) -> bool:
+        """Whether each attempt ends with the prediction question."""
+        return TieBreak.PREDICTION in self.tie_break
+
+
+# The prediction question when the contest file gives none.
+DEFAULT_PREDICTION_QUESTION = (
+    "Dự đoán có bao nhiêu người trả lời đúng tất cả các câu hỏi của vòng thi này?"
+)
+# The tie rules the contest file may name (``tie_break``), as written there.
+TIE_RULES: tuple[tuple[TieBreak, ...], ...] = (
+    (TieBreak.TIME,),
+    (TieBreak.PREDICTION, TieBreak.TIME),
+)
+
 
 def to_local(when: datetime) -> datetime:
     """Show a stored UTC time in the plan's local time."""

@@ -25,6 +25,7 @@ from contest.usecases.exams import (
     Exams,
     ExamState,
     ExamStatus,
+    PredictionAsk,
     Warning_,
 )
 from contest.usecases.exports import Exports
@@ -39,6 +40,7 @@ from contest.usecases.outbox import (
     Outbox,
     retry_delay,
 )
+from contest.usecases.predictions import Predictions, PredictionView
 from contest.usecases.prizes import Prizes
 from contest.usecases.registration import Profile, Registration, RegistrationView
 from contest.usecases.results import Results, ResultsView
@@ -56,6 +58,8 @@ __all__ = [
     "ExamCard",
     "ExamState",
     "ExamStatus",
+    "PredictionAsk",
+    "PredictionView",
     "Profile",
     "RegistrationView",
     "ResultsView",
@@ -100,6 +104,7 @@ class ContestService:
         self.rounds = Rounds(self.ctx)
         self.prizes = Prizes(self.ctx)
         self.linking = Linking(self.ctx)
+        self.predictions = Predictions(self.ctx)
 
     @property
     def uow(self) -> UnitOfWorkFactory:

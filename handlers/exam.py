@@ -42,6 +42,9 @@ async def exam(update: Update, context: Context) -> None:
     elif status.state is ExamState.IN_PROGRESS:
         assert status.card is not None
         await _resume(update, context, status.card)
+    elif status.state is ExamState.AWAITING_PREDICTION:
+        assert status.ask is not None
+        await reply(update, texts.prediction_ask(status.ask, d.clock.now()))
     elif status.state is ExamState.LOCKED:
         await reply(update, texts.account_locked(status.lock_reason))
     elif status.state is ExamState.NOT_OPEN:
@@ -133,6 +136,13 @@ async def answer(update: Update, context: Context) -> None:
     # The answer is committed. Its acknowledgement may wait ACK_TIMEOUT at most (a stalled
     # answerCallbackQuery must not hold back the card); then the card is edited. (Sending
     # both at once costs a fifth of the ceiling: twice the requests in flight.)
+    if outcome.ask is not None:
+        # The answers are in; the attempt ends with the prediction question, typed. The
+        # result follows the prediction (or, without one, the deadline, from the outbox).
+        await answer_query(query, timeout=ACK_TIMEOUT)
+        answered = outcome.summary.result.total if outcome.summary is not None else None
+        await edit_quick(query, texts.prediction_ask(outcome.ask, d.clock.now(), answered=answered))
+        return
     if outcome.summary is not None:
         await answer_query(
             query,
@@ -166,6 +176,41 @@ async def _redraw(query: CallbackQuery, d: Deps, uid: Account, attempt_id: int) 
         return  # the attempt is shown in another message; this one stays as it is
     text, markup = render_card(d, card)
     await edit_quick(query, text, markup)
+
+
+async def prediction_input(update: Update, context: Context) -> bool:
+    """Typed text while the person's last attempt waits for its prediction: stored and the
+    result shown (True), or a hint on a bad number (True: nothing changed); False when no
+    attempt waits for one (the text is someone else's to handle)."""
+    d = deps(context)
+    message = update.message
+    if not d.rules.uses_prediction or message is None or message.text is None:
+        return False
+    try:
+        summary = await d.service.exams.predict(user_id(update), message.text)
+    except ContestError as exc:
+        await reply(update, texts.error(exc.code, **exc.params))
+        return True
+    if summary is None:
+        return False
+    attempt_id = summary.result.attempt_id
+    if summary.chat_id is not None and summary.message_id is not None:
+        # The card that asked keeps the answer, without anything to press.
+        with contextlib.suppress(TelegramError):
+            await context.bot.edit_message_text(
+                texts.prediction_recorded(summary.result.prediction),
+                chat_id=summary.chat_id,
+                message_id=summary.message_id,
+                parse_mode="HTML",
+            )
+    await reply(
+        update,
+        texts.attempt_done(summary, expired=False),
+        keyboards.menu_markup(result_menu(attempt_id)),
+    )
+    # Shown: the outbox, which holds the result in case this reply never came, can rest.
+    await d.service.exams.result_shown(attempt_id)
+    return True
 
 
 def handlers() -> list[BaseHandler[Any, Any, Any]]:

@@ -16,6 +16,7 @@ from handlers import keyboards
 from handlers.callbacks import BadCallback, parse_int, parse_reg
 from handlers.common import Context, answer_query, deps, edit, reply, user_id
 from handlers.console import typed_input
+from handlers.exam import prediction_input
 
 # New messages in a private chat: an edited message or a channel post is not an answer.
 PRIVATE_MESSAGE = filters.UpdateType.MESSAGE & filters.ChatType.PRIVATE
@@ -65,10 +66,12 @@ async def start_registration(update: Update, context: Context) -> None:
 
 
 async def on_text(update: Update, context: Context) -> None:
-    """Typed text: what a console reply asked for, a registration answer or unit search;
-    otherwise a gentle hint."""
+    """Typed text: what a console reply asked for, a prediction an attempt waits for, a
+    registration answer or unit search; otherwise a gentle hint."""
     assert update.message is not None and update.message.text is not None
     if await typed_input(update, context):
+        return
+    if await prediction_input(update, context):
         return
     d = deps(context)
     uid = user_id(update)

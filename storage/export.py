@@ -80,8 +80,8 @@ from contest.errors import ContestError
 from contest.model import AttemptResult, AttemptStatus, Group, Position, UnitKind
 from contest.participation import UnitParticipation, evaluate, worst_first
 from contest.ports import ExportedWorkbook, ExportRequest
-from contest.rules import LOCAL_TZ
-from contest.scoring import rank
+from contest.rules import LOCAL_TZ, TieBreak
+from contest.scoring import TIME_ONLY, TieRule, rank
 from contest.ui.texts import GROUP_NAMES, KIND_NAMES, POSITION_NAMES
 from storage import leases
 from storage.presses import driver_utc
@@ -148,6 +148,7 @@ CONTESTANT_COLUMNS = (
     Column("Tình trạng", LABEL, 12, 40),
     Column(f"Khóa lúc {LOCAL}", TIME, 19),
     Column("Lý do khóa", TEXT, 12, 60),
+    Column("Dự đoán", INT, 9),  # the prediction question's answer (tie rule with prediction)
 )
 ATTEMPT_COLUMNS = (
     Column("Mã thí sinh", INT, 9),
@@ -498,7 +499,7 @@ def _persons_sql(t: _Times) -> str:
     SELECT p.id, p.full_name, p."group", p.unit_id, p.ward_id, p.position, p.phone,
            {t("p.registered_at")}, {t("p.locked_at")}, p.lock_reason,
            a.id, a.number, a.correct_count, a.question_count, a.duration_seconds,
-           a.finished_at, {t("a.finished_at")}, a.status
+           a.finished_at, {t("a.finished_at")}, a.status, a.prediction
     FROM persons p
     LEFT JOIN attempts a ON a.person_id = p.id AND a.round = :round AND a.counting
     ORDER BY p.id
@@ -727,7 +728,13 @@ async def write_workbook(
                 units = (await conn.exec_driver_sql("SELECT id, name FROM units")).all()
                 names: dict[int, str] = {int(unit[0]): str(unit[1]) for unit in map(tuple, units)}
                 ranked = await _contestants(
-                    conn, sheets[CONTESTANTS], request.round, names, times, batch_size
+                    conn,
+                    sheets[CONTESTANTS],
+                    request.round,
+                    names,
+                    times,
+                    batch_size,
+                    TieRule(tuple(TieBreak(b) for b in request.tie_break), request.official),
                 )
                 await _stream(conn, _attempts_sql(times), sheets[ATTEMPTS], _attempt, batch_size)
                 _units(sheets[UNITS], units_rows)
@@ -775,9 +782,11 @@ async def _contestants(
     unit_names: dict[int, str],
     times: _Times,
     batch_size: int,
+    rule: TieRule = TIME_ONLY,
 ) -> int:
-    """Every registered person: the ranked in rank order, then those without a finished
-    attempt, then the locked. Returns how many are ranked."""
+    """Every registered person: the ranked in rank order (by ``rule``, the tie rule in
+    force), then those without a finished attempt, then the locked. Returns how many are
+    ranked."""
     rows_of: dict[int, list[Any]] = {}  # person -> the row, its rank still to fill in
     results: list[AttemptResult] = []
     waiting: list[int] = []
@@ -804,6 +813,7 @@ async def _contestants(
             finished_at,
             finished_serial,
             status,
+            prediction,
         ) in rows:
             place = unit_id if group == civil else ward_id
             if locked_at is not None:
@@ -825,6 +835,7 @@ async def _contestants(
                         duration or 0.0,
                         driver_utc(finished_at),
                         _STATUSES[status],
+                        prediction,
                     )
                 )
             rows_of[person_id] = [
@@ -844,9 +855,10 @@ async def _contestants(
                 state,
                 locked_at,
                 lock_reason if locked_at is not None else None,
+                prediction,
             ]
         await asyncio.sleep(0)
-    ranking = rank(results)
+    ranking = rank(results, rule)
     del results
     add = out.add
     for place_in_ranking, result in ranking:
@@ -1063,6 +1075,8 @@ class WorkerExporter:
             "min_leaders": request.quota.min_leaders,
             "min_staff_ratio": request.quota.min_staff_ratio,
             "at": request.at.isoformat(),
+            "tie_break": list(request.tie_break),
+            "official": request.official,
             "output": output,
             "niceness": self.niceness,
         }

@@ -34,6 +34,8 @@ async def run(job: dict[str, Any]) -> dict[str, Any]:
         round=int(job["round"]),
         quota=QuotaRules(int(job["min_leaders"]), float(job["min_staff_ratio"])),
         at=datetime.fromisoformat(job["at"]),
+        tie_break=tuple(str(b) for b in job.get("tie_break") or ("time",)),
+        official=int(job["official"]) if job.get("official") is not None else None,
     )
     began, cpu = time.perf_counter(), time.process_time()
     try:

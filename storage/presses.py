@@ -211,8 +211,24 @@ def _items(rows: Any, when: Any) -> list[AttemptItem]:
 
 def driver_results(rows: Any, when: Any = None) -> list[AttemptResult]:
     """Results from driver rows of (id, person_id, round, number, correct_count,
-    question_count, duration_seconds, finished_at, status)."""
+    question_count, duration_seconds, finished_at, status[, prediction])."""
     when = when or driver_utc
+    if rows and len(rows[0]) > 9:
+        return [
+            AttemptResult(
+                row[0],
+                row[1],
+                row[2],
+                row[3],
+                row[4],
+                row[5],
+                row[6] or 0.0,
+                when(row[7]),
+                AttemptStatus(row[8]),
+                row[9],
+            )
+            for row in rows
+        ]
     return [
         AttemptResult(
             attempt_id=row[0],

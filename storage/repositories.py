@@ -9,7 +9,19 @@ from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, and_, bindparam, case, func, insert, or_, select, text, update
+from sqlalchemy import (
+    BigInteger,
+    Table,
+    and_,
+    bindparam,
+    case,
+    func,
+    insert,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import CursorResult
@@ -393,6 +405,7 @@ _RESULT_COLUMNS = (
     ATTEMPTS.c.duration_seconds,
     ATTEMPTS.c.finished_at,
     ATTEMPTS.c.status,
+    ATTEMPTS.c.prediction,
 )
 
 
@@ -411,6 +424,7 @@ def _result_of(row: Any, round: int) -> AttemptResult:
         row.duration_seconds or 0.0,
         row.finished_at,
         AttemptStatus(row.status),
+        row.prediction,
     )
 
 
@@ -578,6 +592,7 @@ class SqlAttempts(SqlRepository):
             chat_id=row.chat_id,
             message_id=row.message_id,
             items=items,
+            prediction=row.prediction,
         )
 
     # The answer path runs these on every press: statements built once (module level, with
@@ -746,6 +761,97 @@ class SqlAttempts(SqlRepository):
             )
         )
         return [(r.id, r.deadline_at) for r in rows]
+
+    async def awaiting_prediction(self, person_id: int, now: datetime) -> Attempt | None:
+        attempt = await self._fetch(_LAST_ATTEMPT, {"person_id": person_id})
+        if (
+            attempt is None
+            or attempt.status is not AttemptStatus.SUBMITTED
+            or attempt.prediction is not None
+            or attempt.expired_at(now)
+        ):
+            return None
+        return attempt
+
+    async def set_prediction(self, attempt_id: int, prediction: int) -> bool:
+        result = await self.session.execute(
+            update(m.AttemptRow)
+            .where(
+                m.AttemptRow.id == attempt_id,
+                m.AttemptRow.status == AttemptStatus.SUBMITTED.value,
+                m.AttemptRow.prediction.is_(None),
+            )
+            .values(prediction=prediction)
+        )
+        return _rowcount(result) == 1
+
+    async def ranking_results(self, round: int) -> list[AttemptResult]:
+        """Every finished attempt of the round with its prediction, locked persons left
+        out; read as ``best_results`` reads (driver rows, converted here)."""
+        a = ATTEMPTS.c
+        locked = select(PERSONS.c.id).where(PERSONS.c.locked_at.is_not(None))
+        stmt = select(
+            a.id,
+            a.person_id,
+            a.round,
+            a.number,
+            a.correct_count,
+            a.question_count,
+            a.duration_seconds,
+            a.finished_at,
+            a.status,
+            a.prediction,
+        ).where(a.round == round, a.status != IN_PROGRESS, a.person_id.not_in(locked))
+        conn = await self._connection()
+        sql = str(stmt.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
+        return driver_results((await conn.exec_driver_sql(sql)).all())
+
+    async def prediction_counts(self, round: int) -> tuple[int, int]:
+        conn = await self._connection()
+        row = (
+            await conn.execute(
+                select(func.count(), func.count(ATTEMPTS.c.prediction)).where(*_finished_in(round))
+            )
+        ).one()
+        return int(row[0] or 0), int(row[1] or 0)
+
+    async def recount(self, round: int, official: int | None) -> None:
+        conn = await self._connection()
+        if official is None:
+            await conn.execute(_RECOUNT_ROUND, {"round": round})
+        else:
+            await conn.execute(_RECOUNT_ROUND_BY_PREDICTION, {"round": round, "official": official})
+
+
+# The last attempt a person started (of any round): the one a typed prediction is for.
+_LAST_ATTEMPT = (
+    select(ATTEMPTS)
+    .where(ATTEMPTS.c.person_id == bindparam("person_id"))
+    .order_by(ATTEMPTS.c.started_at.desc(), ATTEMPTS.c.id.desc())
+    .limit(1)
+)
+# The counting attempts of a round by the tie rule (storage.presses.RECOUNT_ALL's order, with
+# the prediction closest to the official figure before the time once that is known; an
+# attempt without a prediction after those with one).
+_BY_PREDICTION = "CASE WHEN prediction IS NULL THEN 1 ELSE 0 END, ABS(prediction - :official), "
+
+
+def _recount_round(by_prediction: bool) -> Any:
+    order = "correct_count DESC, " + (_BY_PREDICTION if by_prediction else "")
+    sql = text(
+        "UPDATE attempts SET counting = (id IN ("
+        "SELECT id FROM (SELECT id, row_number() OVER (PARTITION BY person_id ORDER BY "
+        f"{order}COALESCE(duration_seconds, 0), finished_at, id) AS pick "
+        "FROM attempts WHERE round = :round AND status <> 'in_progress') picks "
+        "WHERE pick = 1)) WHERE round = :round"
+    )
+    if by_prediction:
+        return sql.bindparams(bindparam("official", type_=BigInteger))
+    return sql
+
+
+_RECOUNT_ROUND = _recount_round(False)
+_RECOUNT_ROUND_BY_PREDICTION = _recount_round(True)
 
 
 class SqlOutbox(SqlRepository):

@@ -14,6 +14,7 @@ from contest.ports import (
     AuditRepository,
     BroadcastRepository,
     CampaignRepository,
+    ContestStateRepository,
     DialogueRepository,
     DraftRepository,
     FeedbackRepository,
@@ -48,6 +49,7 @@ from storage.repositories import (
 from storage.round2 import SqlRound2
 from storage.sqlite_inline import waiting_until
 from storage.staff import SqlAudit, SqlDialogues, SqlStaff
+from storage.state import SqlContestState
 from storage.stats import SqlLocks, SqlStats
 
 
@@ -73,6 +75,7 @@ class SqlUnitOfWork:
     fixes: QuestionFixRepository
     pending: PendingRepository
     round2: Round2Repository
+    state: ContestStateRepository
 
     # Every repository of a unit of work, by attribute name (one instance per transaction).
     REPOSITORIES: ClassVar[dict[str, type[SqlRepository]]] = {
@@ -95,6 +98,7 @@ class SqlUnitOfWork:
         "fixes": SqlQuestionFixes,
         "pending": SqlPending,
         "round2": SqlRound2,
+        "state": SqlContestState,
     }
 
     def __init__(

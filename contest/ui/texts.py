@@ -11,7 +11,7 @@ from contest.model import AttemptResult, Group, Position, Role, Unit, UnitKind
 from contest.ports import UnitPage
 from contest.registration import Draft
 from contest.rules import ContestRules, RoundRules, to_local
-from contest.services import AttemptSummary, ExamCard, Profile, ResultsView
+from contest.services import AttemptSummary, ExamCard, PredictionAsk, Profile, ResultsView
 from contest.ui.reply import Choice, Menu, Reply
 
 LABELS = ("A", "B", "C")
@@ -120,7 +120,7 @@ def welcome(first_name: str, registered: bool, rules: ContestRules) -> str:
         f"• Mỗi lần thi có {r1.questions} câu hỏi trắc nghiệm, chọn đáp án đúng A, B hoặc C, "
         f"làm trong {r1.minutes} phút.",
         f"• Mỗi thí sinh được thi {r1.attempts} lần; kết quả được công nhận là lần có "
-        "số câu đúng nhiều nhất (nếu bằng nhau, lần có thời gian làm bài ngắn hơn).",
+        f"số câu đúng nhiều nhất (nếu bằng nhau, {_attempt_tie(rules)}).",
         f"• {rules.round2.qualifiers} thí sinh có kết quả cao nhất vòng 1 và trả lời đúng "
         f"từ {int(rules.round2.min_ratio * 100)}% trở lên được thi vòng 2.",
         "",
@@ -163,7 +163,11 @@ def rules_text(rules: ContestRules) -> str:
             f"• Mỗi lần thi {r1.questions} câu, trả lời trong {r1.minutes} phút, chọn đáp án "
             "đúng A, B, C. Hết giờ, bài được nộp tự động; câu chưa trả lời tính là sai.",
             f"• Mỗi thí sinh được thi {r1.attempts} lần; hệ thống công nhận lần có số câu "
-            "đúng nhiều nhất, nếu bằng nhau thì lần có thời gian ngắn hơn.",
+            f"đúng nhiều nhất, nếu bằng nhau thì {_attempt_tie(rules)}.",
+            *_prediction_rule(rules),
+            "",
+            "<b>Xếp hạng</b>",
+            *tie_rule_lines(rules),
             "",
             "<b>Vòng 2</b>",
             f"• {r2.qualifiers} thí sinh có kết quả cao nhất vòng 1, trả lời đúng từ "
@@ -191,6 +195,46 @@ def _round2_when_where(rules: ContestRules) -> str:
         return " (thời gian, địa điểm sẽ thông báo sau)"
     where = f" tại {h(r2.venue)}" if r2.venue.strip() else " (địa điểm sẽ thông báo sau)"
     return where + f" ({fmt_range(r2.round.window.opens, r2.round.window.closes)})"
+
+
+def _attempt_tie(rules: ContestRules) -> str:
+    """Which of a person's equal attempts counts, by the tie rule in force."""
+    if rules.uses_prediction:
+        return "lần có dự đoán gần con số chính thức hơn, rồi lần có thời gian làm bài ngắn hơn"
+    return "lần có thời gian làm bài ngắn hơn"
+
+
+def _prediction_rule(rules: ContestRules) -> list[str]:
+    if not rules.uses_prediction:
+        return []
+    return [
+        "• Câu hỏi dự đoán: sau câu trả lời cuối cùng của mỗi lần thi, thí sinh gõ một số "
+        f"nguyên để trả lời câu hỏi “{h(rules.prediction_question)}”. Câu dự đoán phải được "
+        "trả lời trong thời gian làm bài; hết giờ mà chưa trả lời thì lần thi vẫn được tính "
+        "nhưng không có dự đoán. Con số chính thức do Ban Tổ chức công bố khi vòng thi kết "
+        "thúc.",
+    ]
+
+
+def tie_rule_lines(rules: ContestRules) -> list[str]:
+    """The tie rule in force, in plain Vietnamese (/thele)."""
+    if rules.uses_prediction:
+        lines = [
+            "• Thí sinh có nhiều câu trả lời đúng hơn xếp trên.",
+            "• Nếu bằng số câu đúng: thí sinh có dự đoán gần con số chính thức hơn xếp trên "
+            "(không có dự đoán thì xếp sau những người có dự đoán).",
+            "• Nếu vẫn bằng nhau: thí sinh có thời gian làm bài ngắn hơn xếp trên.",
+        ]
+    else:
+        lines = [
+            "• Thí sinh có nhiều câu trả lời đúng hơn xếp trên.",
+            "• Nếu bằng số câu đúng: thí sinh có thời gian làm bài ngắn hơn xếp trên.",
+        ]
+    lines.append(
+        "• Nếu vẫn bằng nhau ở mọi tiêu chí trên, các thí sinh đồng hạng (trong danh sách, "
+        "bài nộp sớm hơn đứng trước)."
+    )
+    return lines
 
 
 def _reminders(rules: ContestRules) -> str:
@@ -429,11 +473,51 @@ def attempt_done(summary: AttemptSummary, *, expired: bool) -> str:
         f"thời gian làm bài {fmt_duration(result.duration_seconds)}.",
         f"Kết quả được công nhận: {best_line(summary.best)} (lần thi {summary.best.number}).",
     ]
+    if summary.predicting:
+        lines.insert(3, prediction_line(result.prediction))
     if summary.attempts_left:
         lines.append(f"Bạn còn {summary.attempts_left} lần thi. Gõ /thi để thi lần tiếp theo.")
     else:
         lines.append("Bạn đã thi đủ số lần cho phép. Gõ /ketqua để xem lại kết quả.")
     return "\n".join(lines)
+
+
+def fmt_count(value: int) -> str:
+    """1234567 -> '1.234.567' (Vietnamese thousands)."""
+    return f"{value:,}".replace(",", ".")
+
+
+def prediction_line(prediction: int | None) -> str:
+    if prediction is None:
+        return (
+            "Câu hỏi dự đoán: <b>không có câu trả lời</b> (đã hết thời gian làm bài); lần thi "
+            "vẫn được tính, xếp sau những bài có dự đoán khi bằng số câu đúng."
+        )
+    return f"Câu hỏi dự đoán: bạn dự đoán <b>{fmt_count(prediction)}</b>."
+
+
+def prediction_ask(ask: PredictionAsk, now: datetime, *, answered: int | None = None) -> str:
+    """The prediction question at the end of an attempt (it replaces the exam card)."""
+    left = max((ask.deadline_at - now).total_seconds(), 0)
+    lines = []
+    if answered is not None:
+        lines += [f"✅ Bạn đã trả lời hết {answered} câu hỏi của lần thi này.", ""]
+    lines += [
+        f"❓ <b>CÂU HỎI DỰ ĐOÁN</b> · ⏱ Còn lại {fmt_clock(left)}",
+        "",
+        f"<b>{h(ask.question)}</b>",
+        "",
+        "Vui lòng <b>gõ một số nguyên</b> (ví dụ: 125) rồi gửi. Câu trả lời dùng để xếp hạng "
+        "khi có cùng số câu đúng. Cần trả lời trước "
+        f"{to_local(ask.deadline_at):%H:%M:%S}; hết giờ mà chưa trả lời thì lần thi vẫn "
+        "được tính nhưng không có dự đoán.",
+    ]
+    return "\n".join(lines)
+
+
+def prediction_recorded(prediction: int | None) -> str:
+    shown = fmt_count(prediction) if prediction is not None else "—"
+    return f"❓ Câu hỏi dự đoán: bạn đã trả lời <b>{shown}</b>. Kết quả ở tin nhắn bên dưới."
 
 
 def card_closed() -> str:
@@ -481,9 +565,16 @@ def results_text(view: ResultsView, rules: RoundRules) -> str:
     for result in view.results:
         mark = " ⭐" if view.best and result.attempt_id == view.best.attempt_id else ""
         how = " (nộp tự động khi hết giờ)" if result.status.value == "expired" else ""
+        guess = ""
+        if view.predicting:
+            guess = (
+                f", dự đoán {fmt_count(result.prediction)}"
+                if result.prediction is not None
+                else ", không có dự đoán"
+            )
         lines.append(
             f"• Lần thi {result.number}: {result.correct}/{result.total} câu đúng, thời gian "
-            f"làm bài {fmt_duration(result.duration_seconds)}{how}, nộp lúc "
+            f"làm bài {fmt_duration(result.duration_seconds)}{how}{guess}, nộp lúc "
             f"{fmt_dt(result.finished_at)}{mark}"
         )
     if view.best is not None:
@@ -596,6 +687,8 @@ ERRORS.update(
         "phone_unknown": "Chưa có thí sinh nào đăng ký với số điện thoại {phone}.",
         "no_uploads": "Hệ thống chưa nhận tệp gửi lên.",
         "missing_argument": "Thiếu thông tin. {usage}",
+        "prediction_invalid": "Câu trả lời dự đoán cần là <b>một số nguyên không âm</b>, tối "
+        "đa 1.000.000 (ví dụ: 125). Vui lòng gõ lại; chưa có gì được ghi nhận.",
     }
 )
 

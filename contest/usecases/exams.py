@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 from contest.errors import Conflict, ContestError
@@ -23,6 +23,7 @@ from contest.usecases.outbox import (
     WARNING_NOTIFICATION,
     result_notification_key,
 )
+from contest.usecases.predictions import parse_count
 from contest.usecases.rounds import admit_round2
 
 log = logging.getLogger(__name__)
@@ -53,10 +54,33 @@ class AttemptSummary:
     account: Account | None  # where to tell the person (the account they used last)
     chat_id: int | None
     message_id: int | None
+    # The tie rule asks for a prediction: the result says the attempt's (or its absence).
+    predicting: bool = False
 
     @property
     def attempts_left(self) -> int:
         return max(self.attempts_allowed - self.attempts_used, 0)
+
+
+# With the prediction question, an attempt finished by its last answer waits for the typed
+# prediction until its deadline; its result goes out through the outbox then (this long
+# after the deadline, so a prediction typed at the last moment is shown in the reply, and
+# the outbox row is ended before it is offered), unless the reply to the prediction showed
+# it first.
+PREDICTION_RESULT_GRACE = timedelta(seconds=5)
+
+
+@dataclass(frozen=True)
+class PredictionAsk:
+    """The prediction question an attempt ends with, until its deadline."""
+
+    attempt_id: int
+    round: int
+    question: str
+    deadline_at: datetime
+    time_left_seconds: float
+    chat_id: int | None
+    message_id: int | None
 
 
 @dataclass(frozen=True)
@@ -64,6 +88,9 @@ class AnswerOutcome:
     next_card: ExamCard | None = None
     summary: AttemptSummary | None = None
     expired: bool = False  # the press came after the deadline and closed the attempt
+    # The last answer finished the attempt and the tie rule asks for a prediction: show the
+    # question, not yet the result (``summary`` is the result without a prediction).
+    ask: PredictionAsk | None = None
 
 
 class ExamState(StrEnum):
@@ -74,6 +101,7 @@ class ExamState(StrEnum):
     LOCKED = "locked"  # an organiser locked the account: no new attempt
     NO_ATTEMPTS_LEFT = "no_attempts_left"
     CAN_START = "can_start"
+    AWAITING_PREDICTION = "awaiting_prediction"  # answers done, the prediction not typed yet
 
 
 @dataclass(frozen=True)
@@ -84,6 +112,7 @@ class ExamStatus:
     best: AttemptResult | None = None
     card: ExamCard | None = None
     lock_reason: str | None = None  # why the account is locked (state LOCKED)
+    ask: PredictionAsk | None = None  # state AWAITING_PREDICTION
 
     @property
     def attempts_left(self) -> int:
@@ -126,6 +155,16 @@ class Exams(UseCase):
             if current is not None and not current.expired_at(now):
                 card = await self._card(uow, current, now)
                 return ExamStatus(ExamState.IN_PROGRESS, rules, used, best, card)
+            if self.rules.uses_prediction:
+                waiting = await uow.attempts.awaiting_prediction(person.id, now)
+                if waiting is not None and waiting.round == round_number:
+                    return ExamStatus(
+                        ExamState.AWAITING_PREDICTION,
+                        rules,
+                        used,
+                        best,
+                        ask=self._ask(waiting, now),
+                    )
             if person.locked:  # an open attempt may be finished (above), no new one
                 return ExamStatus(
                     ExamState.LOCKED, rules, used, best, lock_reason=person.lock_reason
@@ -282,19 +321,24 @@ class Exams(UseCase):
                     if not await self._mark_finished(store, attempt, status, now):
                         raise ContestError("attempt_finished")
                     summary = await self._summary_of(store, attempt, account)
-                    # Durable with the finish: the reply shows it, else the outbox sends it.
+                    ask = self._ask(attempt, now) if self.rules.uses_prediction else None
+                    # Durable with the finish: the reply shows it, else the outbox sends it
+                    # (with a prediction to wait for, once its time is over).
+                    not_before = now + INLINE_RESULT_GRACE
+                    if ask is not None:
+                        not_before = max(not_before, ask.deadline_at + PREDICTION_RESULT_GRACE)
                     await store.notify(
                         result_notification_key(attempt.id),
                         attempt.person_id,
                         RESULT_NOTIFICATION,
                         {"attempt_id": attempt.id},
                         now,
-                        not_before=now + INLINE_RESULT_GRACE,
+                        not_before=not_before,
                         expires_at=now + RESULT_VALID_FOR,
                     )
                     await store.commit()
                     self.ctx.timer.disarm(attempt.id)
-                    return AnswerOutcome(summary=summary)
+                    return AnswerOutcome(summary=summary, ask=ask)
                 await store.commit()
                 answered = attempt
         if answered is None:
@@ -318,6 +362,57 @@ class Exams(UseCase):
             raise ContestError("time_up")
         self.ctx.timer.disarm(attempt.id)
         return AnswerOutcome(summary=summary, expired=True)
+
+    # ------------------------------------------------------------ the prediction
+
+    async def awaiting_prediction(self, account: Account) -> PredictionAsk | None:
+        """The prediction question the person's last attempt waits for, if any."""
+        if not self.rules.uses_prediction:
+            return None
+        async with self.uow(write=False) as uow:
+            now = self.clock.now()
+            person = await uow.persons.by_account(account)
+            if person is None:
+                return None
+            waiting = await uow.attempts.awaiting_prediction(person.id, now)
+            return self._ask(waiting, now) if waiting is not None else None
+
+    async def predict(self, account: Account, text: str) -> AttemptSummary | None:
+        """A typed prediction for the attempt that waits for one: stored, and the result
+        (with it) returned. None when no attempt waits for one (its deadline passed: the
+        attempt stands without a prediction). Not a non-negative whole number up to
+        MAX_PREDICTION: ``prediction_invalid``, and nothing changes."""
+        if await self.awaiting_prediction(account) is None:
+            return None
+        value = parse_count(text)
+        if value is None:
+            raise ContestError("prediction_invalid")
+        async with self.uow() as uow:
+            now = self.clock.now()
+            person = await uow.persons.by_account(account)
+            if person is None:
+                return None
+            # Read again under the write lock: the deadline is checked with the store.
+            waiting = await uow.attempts.awaiting_prediction(person.id, now)
+            if waiting is None or not await uow.attempts.set_prediction(waiting.id, value):
+                return None
+            waiting.prediction = value
+            await uow.accounts.touch(account, now)
+            summary = await self._summary(uow, waiting)
+            await uow.commit()
+        log.info("attempt %s: prediction stored", waiting.id)
+        return summary
+
+    def _ask(self, attempt: Attempt, now: datetime) -> PredictionAsk:
+        return PredictionAsk(
+            attempt_id=attempt.id,
+            round=attempt.round,
+            question=self.rules.prediction_question,
+            deadline_at=attempt.deadline_at,
+            time_left_seconds=attempt.time_left(now).total_seconds(),
+            chat_id=attempt.chat_id,
+            message_id=attempt.message_id,
+        )
 
     # ------------------------------------------------------------ deadlines
 
@@ -518,6 +613,8 @@ class Exams(UseCase):
     ) -> AttemptSummary:
         results = await attempts.results_for(attempt.person_id, attempt.round)
         this = next(r for r in results if r.attempt_id == attempt.id)
+        if attempt.prediction is not None and this.prediction is None:
+            this = this._replace(prediction=attempt.prediction)  # the press store's rows
         best = best_result(results) or this
         return AttemptSummary(
             result=this,
@@ -527,4 +624,5 @@ class Exams(UseCase):
             account=account,
             chat_id=attempt.chat_id,
             message_id=attempt.message_id,
+            predicting=self.rules.uses_prediction,
         )

@@ -15,6 +15,7 @@ import logging
 from contest.errors import ContestError
 from contest.ports import ExportedWorkbook, Exporter, ExportRequest
 from contest.usecases.base import Context, UseCase
+from contest.usecases.predictions import tie_rule_in
 from contest.usecases.staff import Actor, audit
 
 log = logging.getLogger(__name__)
@@ -41,7 +42,15 @@ class Exports(UseCase):
         if exporter is None:
             raise ContestError("export_unavailable")
         async with self._turn:
-            request = ExportRequest(round_number, self.rules.quota, self.clock.now())
+            async with self.uow(write=False) as uow:
+                rule = await tie_rule_in(uow, self.rules, round_number)
+            request = ExportRequest(
+                round_number,
+                self.rules.quota,
+                self.clock.now(),
+                tie_break=tuple(b.value for b in rule.breaks),
+                official=rule.official,
+            )
             try:
                 made = await exporter.workbook(request)
             except ContestError as exc:

@@ -22,9 +22,9 @@ from contest.errors import ContestError
 from contest.ports import PersonLabel, UnitOfWork
 from contest.ports_round2 import Confirmed, Queued
 from contest.round2 import CutTie, fingerprint, prize_ties
-from contest.scoring import Ranked, TieRule, allocate_prizes, rank
+from contest.scoring import Ranked, TieRule, allocate_prizes
 from contest.usecases.base import Context, UseCase
-from contest.usecases.rounds import tie_rule
+from contest.usecases.predictions import ranked_in, tie_rule_in
 from contest.usecases.staff import Actor, audit
 
 PRIZES_KEY = "prizes:confirmed"
@@ -71,10 +71,10 @@ class Prizes(UseCase):
             raise ContestError("round2_attempts_open", count=still)
 
     async def _allocate(self, uow: UnitOfWork, confirmed: list[Confirmed]) -> Allocation:
-        rule = await tie_rule(uow, self.rules.tie_break)
+        rule = await tie_rule_in(uow, self.rules, 2)
         qualifiers = {q.person_id for q in await uow.round2.qualifiers()}
-        results = [r for r in await uow.attempts.best_results(2) if r.person_id in qualifiers]
-        ranked = rank(results, rule)
+        ranked = await ranked_in(uow, self.rules, 2, only=qualifiers)
+        results = [r.result for r in ranked]
         awarded = allocate_prizes(ranked, self.rules.prizes)
         ties = prize_ties(ranked, self.rules.prizes)
         sat = {r.person_id for r in results}

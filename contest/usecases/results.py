@@ -4,13 +4,14 @@ for round 2."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from contest.errors import ContestError
 from contest.model import Account, AttemptResult
 from contest.ports import PersonLabel, Standing, UnitOfWork
 from contest.scoring import TIME_ONLY, Qualification, Ranked, TieRule, best_result, qualify, rank
 from contest.usecases.base import UseCase
+from contest.usecases.predictions import tie_rule_in
 
 LEADERBOARD_PAGE_SIZE = 15
 
@@ -21,6 +22,7 @@ class ResultsView:
     best: AttemptResult | None
     in_progress: bool
     attempts_allowed: int
+    predicting: bool = False  # the tie rule uses the prediction question
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,7 @@ class Leaderboard:
     page: int
     pages: int
     total: int  # persons ranked
+    rule: TieRule = field(default=TIME_ONLY, compare=False)  # the rule it is ranked by
 
 
 class Results(UseCase):
@@ -50,17 +53,31 @@ class Results(UseCase):
                 raise ContestError("not_registered")
             results = await uow.attempts.results_for(person.id, round_number)
             current = await uow.attempts.in_progress(person.id, round_number)
+            rule = await tie_rule_in(uow, self.rules, round_number)
             return ResultsView(
                 sorted(results, key=lambda r: r.number),
-                best_result(results),
+                best_result(results, rule),
                 current is not None,
                 rules.attempts,
+                predicting=self.rules.uses_prediction,
             )
 
-    async def ranking(self, round_number: int = 1) -> list[Ranked]:
-        """Everyone's counting attempt of a round, ranked (ties share a rank)."""
+    async def tie_rule(self, round_number: int = 1) -> TieRule:
+        """The tie rule in force for a round (the contest file's, with the official figure
+        once an organiser entered it)."""
         async with self.uow(write=False) as uow:
-            return rank(await uow.attempts.best_results(round_number))
+            return await tie_rule_in(uow, self.rules, round_number)
+
+    async def ranking(self, round_number: int = 1) -> list[Ranked]:
+        """Every person's best attempt of a round by the tie rule in force, ranked (equal
+        scores share a rank; locked persons left out). Under the time-only rule the
+        counting attempts are read; under another, every finished attempt (the rule may
+        pick another of a person's attempts)."""
+        async with self.uow(write=False) as uow:
+            rule = await tie_rule_in(uow, self.rules, round_number)
+            if rule == TIME_ONLY:
+                return rank(await uow.attempts.best_results(round_number))
+            return rank(await uow.attempts.ranking_results(round_number), rule)
 
     async def round2_qualifiers(self) -> Qualification:
         """The top of round 1 with at least the required share correct, ties at the cut."""
@@ -72,7 +89,7 @@ class Results(UseCase):
         round_number: int = 1,
         page: int = 0,
         size: int = LEADERBOARD_PAGE_SIZE,
-        rule: TieRule = TIME_ONLY,
+        rule: TieRule | None = None,
     ) -> Leaderboard:
         """A page of the ranking by the tie rule in force, locked persons left out. A rank
         is shown as tied when a neighbour, on this page or just beyond it, shares it.
@@ -80,8 +97,10 @@ class Results(UseCase):
         Under the time-only rule the database ranks and only the page's rows are read
         (100,000 contestants: well under a second). Another rule ranks every counting
         attempt in memory with ``contest.scoring.rank`` (about as long as the round-2
-        qualification takes)."""
+        qualification takes). ``rule``: the tie rule in force unless given."""
         async with self.uow(write=False) as uow:
+            if rule is None:
+                rule = await tie_rule_in(uow, self.rules, round_number)
             if rule != TIME_ONLY:
                 return await self._leaderboard_in_memory(uow, round_number, page, size, rule)
             total = await uow.stats.ranked_count(round_number)
@@ -90,12 +109,12 @@ class Results(UseCase):
             first, last = page * size + 1, (page + 1) * size
             # One row either side of the page: is its first (last) rank shared beyond it?
             rows = await uow.stats.standings(round_number, max(first - 1, 1), last + 1)
-        return Leaderboard(round_number, _placed(rows, first, last), page, pages, total)
+        return Leaderboard(round_number, _placed(rows, first, last), page, pages, total, rule)
 
     async def _leaderboard_in_memory(
         self, uow: UnitOfWork, round_number: int, page: int, size: int, rule: TieRule
     ) -> Leaderboard:
-        ranked = rank(await uow.attempts.best_results(round_number), rule)
+        ranked = rank(await uow.attempts.ranking_results(round_number), rule)
         total = len(ranked)
         pages = max(1, -(-total // size))
         page = min(max(page, 0), pages - 1)
@@ -117,9 +136,10 @@ class Results(UseCase):
                     total=result.total,
                     duration_seconds=result.duration_seconds,
                     finished_at=result.finished_at,
+                    prediction=result.prediction,
                 )
             )
-        return Leaderboard(round_number, _placed(rows, first, last), page, pages, total)
+        return Leaderboard(round_number, _placed(rows, first, last), page, pages, total, rule)
 
 
 def _placed(rows: Sequence[Standing], first: int, last: int) -> list[Placed]:

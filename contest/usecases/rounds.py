@@ -37,14 +37,13 @@ from contest.round2 import (
     normalize_code,
     rank_band,
 )
-from contest.rules import TieBreak
-from contest.scoring import Ranked, TieRule, qualify, rank
+from contest.scoring import Ranked, TieRule, qualify
 from contest.usecases.base import UseCase
+from contest.usecases.predictions import ranked_in, tie_rule_in
 from contest.usecases.staff import Actor, audit
 
 log = logging.getLogger(__name__)
 
-PREDICTION_KEY = "prediction_official"  # written by /dapandudoan
 QUALIFIERS_KEY = "round2:qualifiers"
 CODE_KEY = "round2:code"
 
@@ -58,20 +57,6 @@ CODE_WINDOW = timedelta(minutes=10)  # … in this long
 
 MODE_CUT = "cut"  # the list as the tie rule cut it
 MODE_ALL = "all"  # with everyone tied at the cut
-
-
-async def tie_rule(uow: UnitOfWork, breaks: tuple[TieBreak, ...]) -> TieRule:
-    """The tie rule in force, with the official prediction figure once an organiser
-    entered it (``contest_state`` key ``prediction_official``)."""
-    stored = await uow.round2.state(PREDICTION_KEY)
-    official: int | None = None
-    if stored is not None:
-        try:
-            value = json.loads(stored[0])
-            official = int(value) if not isinstance(value, bool) else None
-        except (ValueError, TypeError):
-            official = None
-    return TieRule(breaks, official)
 
 
 @dataclass(frozen=True)
@@ -131,8 +116,8 @@ class Rounds(UseCase):
 
     async def _propose(self, uow: UnitOfWork, confirmed: list[Confirmed]) -> Proposal:
         r2 = self.rules.round2
-        rule = await tie_rule(uow, self.rules.tie_break)
-        ranked = rank(await uow.attempts.best_results(1), rule)
+        rule = await tie_rule_in(uow, self.rules, 1)
+        ranked = await ranked_in(uow, self.rules, 1)
         eligible = sum(1 for r in ranked if r.result.ratio >= r2.min_ratio)
         found = qualify(ranked, r2.qualifiers, r2.min_ratio)
         tie = None

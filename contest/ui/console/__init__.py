@@ -8,6 +8,7 @@ from contest.ui.console import (
     feedback,  # noqa: F401
     fixes,  # noqa: F401
     locks,  # noqa: F401
+    predictions,  # noqa: F401
     prizes,  # noqa: F401
     round2,  # noqa: F401
     staff,  # noqa: F401

@@ -27,6 +27,23 @@ def _round(rules: RoundRules) -> str:
     )
 
 
+def _ties(rules: ContestRules) -> str:
+    if rules.uses_prediction:
+        return "dự đoán gần đáp án chính thức hơn, rồi thời gian ngắn hơn"
+    return "thời gian ngắn hơn"
+
+
+def _prediction(rules: ContestRules) -> list[str]:
+    if not rules.uses_prediction:
+        return ['• Xếp hạng khi bằng số câu đúng: thời gian ngắn hơn (tie_break = ["time"]).']
+    return [
+        "• Xếp hạng khi bằng số câu đúng: dự đoán gần đáp án chính thức hơn, rồi thời gian "
+        'ngắn hơn (tie_break = ["prediction", "time"]).',
+        f"• Câu hỏi dự đoán: <i>{h(rules.prediction_question)}</i> (đáp án chính thức: "
+        "/dapandudoan khi vòng 1 kết thúc).",
+    ]
+
+
 def config_text(rules: ContestRules) -> str:
     r1, r2, prizes, quota = rules.round1, rules.round2, rules.prizes, rules.quota
     warnings = ", ".join(fmt_duration(w.total_seconds()) for w in rules.warn_before)
@@ -40,8 +57,9 @@ def config_text(rules: ContestRules) -> str:
         "",
         "<b>Vòng 1</b>",
         f"• Thời gian: {_window(r1.window)}",
-        f"• {_round(r1)}; lần có nhiều câu đúng nhất được công nhận (bằng nhau: thời gian "
-        "ngắn hơn, rồi nộp sớm hơn).",
+        f"• {_round(r1)}; lần có nhiều câu đúng nhất được công nhận (bằng nhau: "
+        f"{_ties(rules)}, rồi nộp sớm hơn).",
+        *_prediction(rules),
         f"• Nhắc giờ khi còn: {warnings or 'không nhắc'}.",
         "",
         "<b>Vòng 2</b>",

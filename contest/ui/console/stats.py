@@ -402,11 +402,28 @@ def page_times(rows: list[Placed]) -> list[str]:
 
 
 def leaderboard_text(board: Leaderboard) -> str:
+    rule = board.rule
+    if rule.uses_prediction:
+        official = (
+            f"đáp án chính thức {num(rule.official)}"
+            if rule.official is not None
+            else "chưa có đáp án chính thức (/dapandudoan): dự đoán chưa được tính"
+        )
+        how = (
+            "<i>Kết quả được công nhận của mỗi thí sinh: nhiều câu đúng hơn xếp trên; bằng "
+            "nhau thì dự đoán gần đáp án chính thức hơn xếp trên (không có dự đoán xếp sau), "
+            "rồi thời gian làm bài ngắn hơn. Bằng nhau ở mọi tiêu chí thì đồng hạng (dấu =)."
+            f"</i>\nCâu hỏi dự đoán: {official}."
+        )
+    else:
+        how = (
+            "<i>Kết quả được công nhận của mỗi thí sinh: nhiều câu đúng hơn xếp trên; bằng "
+            "nhau thì thời gian làm bài ngắn hơn xếp trên. Cùng số câu đúng và thời gian thì "
+            "đồng hạng (dấu =).</i>"
+        )
     lines = [
         f"🏆 <b>BẢNG XẾP HẠNG VÒNG {board.round}</b>",
-        "<i>Kết quả được công nhận của mỗi thí sinh: nhiều câu đúng hơn xếp trên; bằng nhau "
-        "thì thời gian làm bài ngắn hơn xếp trên. Cùng số câu đúng và thời gian thì đồng "
-        "hạng (dấu =).</i>",
+        how,
         f"{num(board.total)} thí sinh · trang {board.page + 1}/{board.pages}",
         "",
     ]
@@ -416,8 +433,14 @@ def leaderboard_text(board: Leaderboard) -> str:
         s = placed.standing
         rank = f"{s.rank}=" if placed.tied else f"{s.rank}."
         place = f" — {h(clip(_place(s.place, s.citizen), PLACE_MAX))}" if s.place else ""
+        guess = ""
+        if rule.uses_prediction:
+            guess = ", không dự đoán"
+            if s.prediction is not None:
+                guess = f", dự đoán {num(s.prediction)}"
         lines.append(
-            f"<b>{rank}</b> {h(s.full_name)}{place}: <b>{s.correct}/{s.total}</b> câu, {shown}"
+            f"<b>{rank}</b> {h(s.full_name)}{place}: <b>{s.correct}/{s.total}</b> câu"
+            f"{guess}, {shown}"
         )
     return "\n".join(lines)
 
