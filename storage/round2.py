@@ -9,7 +9,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, and_, bindparam, func, select
+from sqlalchemy import BigInteger, Table, and_, bindparam, case, func, select
+from sqlalchemy import cast as sql_cast
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -170,6 +171,43 @@ class SqlRound2(SqlRepository):
             select(func.count()).where(a.round == round, a.status == "in_progress")
         )
         return int(count or 0)
+
+    async def ranking_inputs(self, round: int) -> str:
+        # Sums weighted by two functions of the row's id: a regrade (+1 here, -1 there),
+        # a recount, a prediction, a lock or an unlock changes them. One scan of the
+        # round's attempts (and of the locked persons), aggregated in the database.
+        conn = await self._connection()
+        a, p = ATTEMPTS.c, PERSONS.c
+        ident = sql_cast(a.id, BigInteger)
+        w1 = ident
+        w2 = (ident * ident + 7) % 1_000_003
+        counting = case((a.counting.is_(True), 1), else_=0)
+        prediction = func.coalesce(sql_cast(a.prediction, BigInteger), -1) % 1_000_003
+        attempts = (
+            await conn.execute(
+                select(
+                    func.count(),
+                    func.sum(w1 * a.correct_count),
+                    func.sum(w2 * a.correct_count),
+                    func.sum(w1 * counting),
+                    func.sum(w2 * counting),
+                    func.sum(w2 * prediction),
+                    func.sum(w1 * a.duration_seconds),
+                    func.sum(func.length(a.status) * w2),
+                ).where(a.round == round, a.status != "in_progress")
+            )
+        ).one()
+        person = sql_cast(p.id, BigInteger)
+        locked = (
+            await conn.execute(
+                select(
+                    func.count(),
+                    func.sum(person),
+                    func.sum((person * person + 7) % 1_000_003),
+                ).where(p.locked_at.is_not(None))
+            )
+        ).one()
+        return "|".join(str(v) for v in (*attempts, *locked))
 
     async def hall(self) -> list[HallSeat]:
         conn = await self._connection()
