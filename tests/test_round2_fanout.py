@@ -152,3 +152,20 @@ async def test_a_lock_between_the_read_and_the_write_makes_the_confirmation_stal
     told = {person for kind, _, person in await outbox(seeded) if kind == FINAL_NOTIFICATION}
     assert len(told) == 5 and last not in told
     assert await finals_state(seeded) == {"done": True, "others": 5}
+
+
+async def test_the_rounds_bench_counts(tmp_path):
+    """``python -m bench.rounds`` on a small seed: everyone ranked, 50 qualifiers invited,
+    every other contestant's final result queued once, in chunks after one short write,
+    and the prizes allocated on the round-2 results (no timing asserted)."""
+    from bench import rounds
+
+    figures = await rounds.measure(tmp_path / "bench.db", 400)
+    assert (figures["people"], figures["attempts"], figures["ranked"]) == (400, 800, 400)
+    assert figures["read_rows"] == 400
+    assert figures["qualifiers"] == figures["invites_queued"] == 50
+    assert figures["others"] == figures["finals_queued"] == 350
+    assert figures["confirm_writes"] == 2  # the confirmation, then one chunk of 350
+    assert (figures["round2_results"], figures["prizes"]) == (50, 10)
+    assert figures["prize_notices_queued"] == 10
+    assert "the longest held the write lock" in rounds.report(figures)
