@@ -61,7 +61,7 @@ class WriteTimer:
 
 
 async def measure(path: Path, count: int) -> dict[str, float]:
-    from sqlalchemy import func, select, text
+    from sqlalchemy import func, insert, select, text
 
     from bench.suite import seed_bank, seed_people, seed_results
     from bot.config import load_rules
@@ -139,7 +139,7 @@ async def measure(path: Path, count: int) -> dict[str, float]:
                 }
             )
         async with engine.begin() as conn:
-            await conn.execute(m.AttemptRow.__table__.insert(), rows)
+            await conn.execute(insert(m.AttemptRow), rows)
         clock.set(r2.window.closes + timedelta(minutes=1))
 
         began = time.perf_counter()
