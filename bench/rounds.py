@@ -110,6 +110,8 @@ async def measure(path: Path, count: int) -> dict[str, float]:
         figures["confirm_writes"] = float(len(spans))
         figures["confirm_longest_write_s"] = max(spans)
         figures["confirm_first_write_s"] = spans[0]  # the qualifiers, invitations, marker
+        chunks = sorted(spans[1:]) or [0.0]
+        figures["confirm_chunk_median_s"] = chunks[len(chunks) // 2]
         figures["qualifiers"] = float(done.qualifiers)
         figures["others"] = float(done.others)
 
@@ -210,7 +212,8 @@ def report(f: dict[str, float]) -> str:
             f"confirm: {int(f['qualifiers'])} qualifiers, {int(f['finals_queued']):,} final "
             f"results queued in {f['confirm_s']:.2f} s, in {int(f['confirm_writes'])} write "
             f"transactions; the longest held the write lock {f['confirm_longest_write_s']:.3f} s "
-            f"(the confirmation's own {f['confirm_first_write_s']:.3f} s); "
+            f"(the confirmation's own {f['confirm_first_write_s']:.3f} s, a chunk of final "
+            f"results {f['confirm_chunk_median_s']:.3f} s at the median); "
             f"{f['confirm_longest_write_s'] / floor:.2f}× the bare INSERT … SELECT "
             "of all the final results in one transaction",
             f"prizes on {int(f['round2_results'])} round-2 results: preview in "

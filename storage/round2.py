@@ -172,30 +172,25 @@ class SqlRound2(SqlRepository):
         )
         return int(count or 0)
 
-    async def ranking_inputs(self, round: int) -> str:
-        # Sums weighted by two functions of the row's id: a regrade (+1 here, -1 there),
-        # a recount, a prediction, a lock or an unlock changes them. One scan of the
-        # round's attempts (and of the locked persons), aggregated in the database.
+    async def ranking_inputs(self, round: int, predictions: bool) -> str:
+        # Sums of each finished attempt's score and counting flag, weighted by two
+        # functions of its id: a regrade (+1 here, -1 there), a recount, a lock or an
+        # unlock changes them. A finished attempt's time and status do not change (the
+        # callers check that none is in progress). One scan of the round's attempts, and
+        # of the locked persons, aggregated in the database (~0.1 s for 200,000 attempts).
         conn = await self._connection()
         a, p = ATTEMPTS.c, PERSONS.c
         ident = sql_cast(a.id, BigInteger)
-        w1 = ident
-        w2 = (ident * ident + 7) % 1_000_003
-        counting = case((a.counting.is_(True), 1), else_=0)
-        prediction = func.coalesce(sql_cast(a.prediction, BigInteger), -1) % 1_000_003
+        value = a.correct_count * 2 + case((a.counting.is_(True), 1), else_=0)
+        columns = [
+            func.count(),
+            func.sum(ident * value),
+            func.sum(((ident * ident + 7) % 1_000_003) * value),
+        ]
+        if predictions:
+            columns.append(func.sum(ident * func.coalesce(a.prediction, -1)))
         attempts = (
-            await conn.execute(
-                select(
-                    func.count(),
-                    func.sum(w1 * a.correct_count),
-                    func.sum(w2 * a.correct_count),
-                    func.sum(w1 * counting),
-                    func.sum(w2 * counting),
-                    func.sum(w2 * prediction),
-                    func.sum(w1 * a.duration_seconds),
-                    func.sum(func.length(a.status) * w2),
-                ).where(a.round == round, a.status != "in_progress")
-            )
+            await conn.execute(select(*columns).where(a.round == round, a.status != "in_progress"))
         ).one()
         person = sql_cast(p.id, BigInteger)
         locked = (

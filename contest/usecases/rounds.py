@@ -236,7 +236,8 @@ class Rounds(UseCase):
         return len(chosen), proposal.ranking, {r.result.person_id for r in chosen}, now
 
     async def _inputs(self, uow: UnitOfWork) -> tuple[str, TieRule]:
-        return await uow.round2.ranking_inputs(1), await tie_rule_in(uow, self.rules, 1)
+        rule = await tie_rule_in(uow, self.rules, 1)
+        return await uow.round2.ranking_inputs(1, self.rules.uses_prediction), rule
 
     async def finish_finals(self, *, max_chunks: int | None = None) -> int:
         """Queue the final round-1 results a confirmation left pending (after a crash or
