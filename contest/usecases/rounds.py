@@ -200,9 +200,8 @@ class Rounds(UseCase):
         others = proposal.ranked - len(chosen)
         async with self.uow() as uow:
             now = self.clock.now()
-            if await uow.round2.qualifiers():
-                raise ContestError("qualifiers_already_confirmed")
-            await self._check_round1_over(uow)
+            # Round 1 was over when read (closed, no attempt open): no attempt of it can
+            # start since, so only the fingerprint (scores, flags, locks) is checked here.
             if await self._inputs(uow) != inputs:
                 raise ContestError("qualifiers_stale")  # changed since it was read
             state = json.dumps({"count": len(chosen), "digest": digest, "mode": mode})
