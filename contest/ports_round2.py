@@ -92,6 +92,13 @@ class Round2Repository(Protocol):
         """Attempts of the round still in progress."""
         ...
 
+    async def ranking_inputs(self, round: int, predictions: bool) -> str:
+        """A cheap fingerprint of what ranks a round: its finished attempts (results,
+        counting flags, and their predictions if ``predictions``) and the locked persons.
+        Computed in the database (no row leaves it), so a writer can check in its
+        transaction that a ranking read earlier is still current."""
+        ...
+
     async def hall(self) -> list[HallSeat]:
         """Every confirmed qualifier with their round-2 attempt, by round-1 rank."""
         ...

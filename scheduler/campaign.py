@@ -1,7 +1,8 @@
 """The campaign's reminders on a timer: the process holding the scheduler lease looks for
 due reminders every ``interval`` seconds and fans them out to the outbox (once each: the
 database decides), then wakes the sender. Reminders are sent like any notification: paced,
-retried, and held back in the quiet hours."""
+retried, and held back in the quiet hours. The tick also completes a fan-out of final
+round-1 results that a crash interrupted (``Rounds.finish_finals``)."""
 
 from __future__ import annotations
 
@@ -49,10 +50,15 @@ class CampaignScheduler:
         await self.tick()
 
     async def tick(self) -> int:
-        """Fan out what is due (lease holder only); how many reminders were handled."""
+        """Fan out what is due (lease holder only); how many reminders were handled. Also
+        completes the final round-1 results of a qualification a crash left pending (the
+        first tick comes a second after start-up)."""
         if not self.lease.holding:
             return 0
         done = await self.service.campaign.run_due()
-        if done and self.wake_sender is not None:
+        finals = await self.service.rounds.finish_finals()
+        if finals:
+            log.info("final round-1 results resumed: %d queued", finals)
+        if (done or finals) and self.wake_sender is not None:
             self.wake_sender()
         return len(done)

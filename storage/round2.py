@@ -9,7 +9,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, and_, bindparam, func, select
+from sqlalchemy import BigInteger, Table, and_, bindparam, case, func, select
+from sqlalchemy import cast as sql_cast
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -170,6 +171,38 @@ class SqlRound2(SqlRepository):
             select(func.count()).where(a.round == round, a.status == "in_progress")
         )
         return int(count or 0)
+
+    async def ranking_inputs(self, round: int, predictions: bool) -> str:
+        # Sums of each finished attempt's score and counting flag, weighted by two
+        # functions of its id: a regrade (+1 here, -1 there), a recount, a lock or an
+        # unlock changes them. A finished attempt's time and status do not change (the
+        # callers check that none is in progress). One scan of the round's attempts, and
+        # of the locked persons, aggregated in the database (~0.1 s for 200,000 attempts).
+        conn = await self._connection()
+        a, p = ATTEMPTS.c, PERSONS.c
+        ident = sql_cast(a.id, BigInteger)
+        value = a.correct_count * 2 + case((a.counting.is_(True), 1), else_=0)
+        columns = [
+            func.count(),
+            func.sum(ident * value),
+            func.sum(((ident * ident + 7) % 1_000_003) * value),
+        ]
+        if predictions:
+            columns.append(func.sum(ident * func.coalesce(a.prediction, -1)))
+        attempts = (
+            await conn.execute(select(*columns).where(a.round == round, a.status != "in_progress"))
+        ).one()
+        person = sql_cast(p.id, BigInteger)
+        locked = (
+            await conn.execute(
+                select(
+                    func.count(),
+                    func.sum(person),
+                    func.sum((person * person + 7) % 1_000_003),
+                ).where(p.locked_at.is_not(None))
+            )
+        ).one()
+        return "|".join(str(v) for v in (*attempts, *locked))
 
     async def hall(self) -> list[HallSeat]:
         conn = await self._connection()

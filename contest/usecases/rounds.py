@@ -7,8 +7,12 @@ shown with what decided it (a shared rank means an equal score: the earlier subm
 did); the organiser confirms either the list as the rule cut it or the list with everyone
 tied at the cut. The confirmation is a compare-and-set (a ``contest_state`` key, plus the
 proposal's fingerprint: a stale preview changes nothing), audited, and queues, in the same
-transaction, an invitation to each qualifier and the final round-1 result with its rank
-band to everyone else who took part (one outbox row each, durable and resumable).
+short write transaction, an invitation to each qualifier; the ranking itself is read
+before, in a read transaction, and a fingerprint of its inputs checked again in the write.
+The final round-1 result with its rank band goes to everyone else who took part (one
+outbox row each) in chunks of FINALS_CHUNK per transaction, so the write lock is never held
+long; a ``contest_state`` marker stays pending until the last chunk, and the scheduler's
+tick (``finish_finals``) completes a fan-out a crash interrupted, each key queued once.
 
 Round 2: an organiser sets the session code (``/mavong2``: a salted hash in
 ``contest_state``, audited, the code itself never stored or logged). A qualifier types it
@@ -18,6 +22,7 @@ service refuses anyone not on the confirmed list, or without the current code ty
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from dataclasses import dataclass, field
@@ -38,13 +43,16 @@ from contest.round2 import (
     rank_band,
 )
 from contest.scoring import Ranked, TieRule, qualify
-from contest.usecases.base import UseCase
+from contest.usecases.base import Context, UseCase
 from contest.usecases.predictions import ranked_in, tie_rule_in
 from contest.usecases.staff import Actor, audit
 
 log = logging.getLogger(__name__)
 
 QUALIFIERS_KEY = "round2:qualifiers"
+# The final round-1 results of a confirmation: {"done": false} until all are queued.
+FINALS_KEY = "round2:finals"
+FINALS_CHUNK = 5_000  # final results queued per write transaction
 CODE_KEY = "round2:code"
 
 INVITE_NOTIFICATION = "round2_invite"
@@ -96,6 +104,11 @@ class Entry:
 
 
 class Rounds(UseCase):
+    def __init__(self, ctx: Context) -> None:
+        super().__init__(ctx)
+        self.finals_chunk = FINALS_CHUNK
+        self._finals_running = asyncio.Lock()  # one fan-out at a time in this process
+
     # ------------------------------------------------------------ qualification
 
     async def proposal(self) -> Proposal:
@@ -142,23 +155,55 @@ class Rounds(UseCase):
 
     async def confirm_qualifiers(self, actor: Actor, digest: str, mode: str) -> Confirmation:
         """Confirm the proposal previewed (its fingerprint ``digest``), as the rule cut it
-        (MODE_CUT) or with everyone tied at the cut (MODE_ALL); queue the invitations and
+        (MODE_CUT) or with everyone tied at the cut (MODE_ALL); queue the invitations, then
         the final results. Anything but the current, unconfirmed proposal changes
         nothing."""
+        confirmed, ranking, chosen_ids, at = await self.confirm_only(actor, digest, mode)
+        await self._queue_finals(ranking, chosen_ids, at)
+        return Confirmation(confirmed, len(ranking) - confirmed)
+
+    async def confirm_only(
+        self, actor: Actor, digest: str, mode: str
+    ) -> tuple[int, list[Ranked], set[int], datetime]:
+        """The confirmation itself, without the final results' fan-out (left pending in
+        ``contest_state``; ``finish_finals`` queues them): how many qualifiers, the
+        ranking they were cut from, their ids, and when.
+
+        The ranking (100,000 persons for a city) is read and ranked in a read
+        transaction; the write transaction, kept short, checks that nothing it depends
+        on changed meanwhile (a regrade, a recount, a lock, the official figure: a
+        fingerprint computed in the database), then claims the confirmation and writes
+        the qualifiers, their invitations and the pending marker of the final results."""
         if mode not in (MODE_CUT, MODE_ALL):
             raise ContestError("bad_button")
-        async with self.uow() as uow:
-            now = self.clock.now()
+        async with self.uow(write=False) as uow:
             if await uow.round2.qualifiers():
                 raise ContestError("qualifiers_already_confirmed")
             await self._check_round1_over(uow)
+            inputs = await self._inputs(uow)
             proposal = await self._propose(uow, [])
-            chosen = proposal.qualified if mode == MODE_CUT else proposal.with_ties
-            expected = proposal.digest_cut if mode == MODE_CUT else proposal.digest_all
-            if digest != expected:
-                raise ContestError("qualifiers_stale")
-            if not chosen:
-                raise ContestError("no_qualifiers")
+        chosen = proposal.qualified if mode == MODE_CUT else proposal.with_ties
+        expected = proposal.digest_cut if mode == MODE_CUT else proposal.digest_all
+        if digest != expected:
+            raise ContestError("qualifiers_stale")
+        if not chosen:
+            raise ContestError("no_qualifiers")
+        invitations = [
+            Queued(
+                f"{INVITE_NOTIFICATION}:{r.result.person_id}",
+                r.result.person_id,
+                INVITE_NOTIFICATION,
+                {"rank": r.rank, "correct": r.result.correct, "total": r.result.total},
+            )
+            for r in chosen
+        ]
+        others = proposal.ranked - len(chosen)
+        async with self.uow() as uow:
+            now = self.clock.now()
+            # Round 1 was over when read (closed, no attempt open): no attempt of it can
+            # start since, so only the fingerprint (scores, flags, locks) is checked here.
+            if await self._inputs(uow) != inputs:
+                raise ContestError("qualifiers_stale")  # changed since it was read
             state = json.dumps({"count": len(chosen), "digest": digest, "mode": mode})
             if not await uow.round2.claim_state(QUALIFIERS_KEY, state, now, actor.key):
                 raise ContestError("qualifiers_already_confirmed")
@@ -167,22 +212,75 @@ class Rounds(UseCase):
                 now,
                 actor.key,
             )
-            ranked = proposal.ranking
-            chosen_ids = {r.result.person_id for r in chosen}
-            rows = [
-                Queued(
-                    f"{INVITE_NOTIFICATION}:{r.result.person_id}",
-                    r.result.person_id,
-                    INVITE_NOTIFICATION,
-                    {"rank": r.rank, "correct": r.result.correct, "total": r.result.total},
-                )
-                for r in chosen
-            ]
-            total = len(ranked)
+            await uow.round2.queue(invitations, now, now + FINAL_VALID_FOR)
+            await uow.round2.put_state(
+                FINALS_KEY, json.dumps({"done": False, "others": others}), now, actor.key
+            )
+            await audit(
+                uow,
+                now,
+                actor,
+                "qualifiers_confirm",
+                "ok",
+                target="round2",
+                detail={
+                    "qualifiers": len(chosen),
+                    "mode": mode,
+                    "tied_at_cut": len(proposal.tie.outside) if proposal.tie else 0,
+                    "others": others,
+                },
+            )
+            await uow.commit()
+        log.info("round 2: %d qualifiers confirmed, %d others to be told", len(chosen), others)
+        return len(chosen), proposal.ranking, {r.result.person_id for r in chosen}, now
+
+    async def _inputs(self, uow: UnitOfWork) -> tuple[str, TieRule]:
+        rule = await tie_rule_in(uow, self.rules, 1)
+        return await uow.round2.ranking_inputs(1, self.rules.uses_prediction), rule
+
+    async def finish_finals(self, *, max_chunks: int | None = None) -> int:
+        """Queue the final round-1 results a confirmation left pending (after a crash or
+        a restart; the scheduler's tick calls this). Each key is queued once whatever
+        ran before: a result already queued is left alone. Returns how many were queued
+        now (0: none pending, or another run of this process is at it).
+
+        The ranking is read again: a regrade made after the confirmation shows in the
+        results still to be queued (the qualifiers stay as confirmed)."""
+        if self._finals_running.locked():
+            return 0
+        async with self.uow(write=False) as uow:
+            stored = await uow.round2.state(FINALS_KEY)
+            if stored is None or json.loads(stored[0]).get("done"):
+                return 0
+            confirmed = await uow.round2.qualifiers()
+            ranking = await ranked_in(uow, self.rules, 1)
+        at = confirmed[0].confirmed_at if confirmed else stored[1]
+        chosen = {c.person_id for c in confirmed}
+        return await self._queue_finals(ranking, chosen, at, max_chunks=max_chunks)
+
+    async def finals_pending(self) -> bool:
+        async with self.uow(write=False) as uow:
+            stored = await uow.round2.state(FINALS_KEY)
+        return stored is not None and not json.loads(stored[0]).get("done")
+
+    async def _queue_finals(
+        self,
+        ranking: list[Ranked],
+        chosen: set[int],
+        confirmed_at: datetime,
+        *,
+        max_chunks: int | None = None,
+    ) -> int:
+        """Queue everyone's final result but the qualifiers', FINALS_CHUNK per write
+        transaction (each short: other writers go in between); the last one marks the
+        fan-out done. Returns how many rows were queued (a key taken is not counted)."""
+        async with self._finals_running:
+            total = len(ranking)
             first = self.rules.round2.qualifiers
-            for entry in ranked:
+            rows: list[Queued] = []
+            for entry in ranking:
                 person = entry.result.person_id
-                if person in chosen_ids:
+                if person in chosen:
                     continue
                 low, high = rank_band(entry.rank, total, first)
                 rows.append(
@@ -199,24 +297,28 @@ class Rounds(UseCase):
                         },
                     )
                 )
-            await uow.round2.queue(rows, now, now + FINAL_VALID_FOR)
-            await audit(
-                uow,
-                now,
-                actor,
-                "qualifiers_confirm",
-                "ok",
-                target="round2",
-                detail={
-                    "qualifiers": len(chosen),
-                    "mode": mode,
-                    "tied_at_cut": len(proposal.tie.outside) if proposal.tie else 0,
-                    "others": len(rows) - len(chosen),
-                },
-            )
-            await uow.commit()
-        log.info("round 2: %d qualifiers confirmed, %d others told", len(chosen), len(rows))
-        return Confirmation(len(chosen), len(rows) - len(chosen))
+            size = max(1, self.finals_chunk)
+            starts = list(range(0, len(rows), size)) or [0]
+            queued = 0
+            for n, start in enumerate(starts):
+                if max_chunks is not None and n >= max_chunks:
+                    return queued  # left pending (a test stops here as a crash would)
+                last = n == len(starts) - 1
+                async with self.uow() as uow:
+                    now = self.clock.now()
+                    queued += await uow.round2.queue(
+                        rows[start : start + size], now, confirmed_at + FINAL_VALID_FOR
+                    )
+                    if last:
+                        await uow.round2.put_state(
+                            FINALS_KEY,
+                            json.dumps({"done": True, "others": len(rows)}),
+                            now,
+                            "system",
+                        )
+                    await uow.commit()
+            log.info("round 2: final results queued to %d others", queued)
+            return queued
 
     # ------------------------------------------------------------ the session code
 
