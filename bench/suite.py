@@ -59,7 +59,7 @@ if TYPE_CHECKING:
     from contest.rules import ContestRules
     from fakes.telegram import FakeBotApi
 
-SECTIONS = ("load", "rearm", "notify", "ranking", "export")
+SECTIONS = ("load", "zalo", "rearm", "notify", "ranking", "export")
 TOKEN = "424242:BENCH-TOKEN"
 PROTOCOL_PREFIX = "@@bench "
 START_DATA = "x:start"
@@ -1171,6 +1171,7 @@ class Params:
     rearm_load: float
     notify: int
     big: int
+    zalo_people: int = 40
 
 
 @dataclass
@@ -1395,6 +1396,8 @@ class Bench:
                 await self.start_fake()
             if "load" in self.sections:
                 await self.guard("load", self.section_load)
+            if "zalo" in self.sections:
+                await self.guard("zalo", self.section_zalo)
             if "rearm" in self.sections:
                 await self.guard("rearm", self.section_rearm)
             if "notify" in self.sections:
@@ -1597,6 +1600,31 @@ class Bench:
                 f"achieved {runs['full_aiohttp_rate']['answers_per_s']:.0f} answers/s",
             ),
         ]
+
+    async def section_zalo(self) -> None:
+        """Answers per second on the Zalo channel (bench.zalo_answers), beside Telegram's."""
+        from bench import zalo_answers
+
+        people = self.params.zalo_people
+        self.say(
+            f"\n[zalo] {people} contestants on the Zalo channel, each answering a whole attempt "
+            "(20 typed letters) as fast as the questions come; Zalo-only process, long polling"
+        )
+        figures = await zalo_answers.run(people)
+        self.results["zalo"] = figures
+        telegram = self.results.get("load", {}).get("full_aiohttp_max", {}).get("answers_per_s")
+        beside = (
+            f"; Telegram, full bot, ceiling: {telegram:.1f} answers/s"
+            if telegram is not None
+            else " (Telegram's figure: run the load section)"
+        )
+        self.say(f"  Zalo channel: {figures['answers_per_s']:.1f} answers/s{beside}")
+        self.say(
+            f"    ({figures['answers']} answers in {figures['seconds']:.1f} s; "
+            f"{figures['cpu_ms_per_answer_all_in_one_process']:.2f} ms CPU per answer with the "
+            "fake Zalo, the contestants and the bot in ONE process on a SQLite file: a floor, "
+            "not comparable one to one with Telegram's two-process figure)"
+        )
 
     async def section_rearm(self) -> None:
         p = self.params
@@ -1861,6 +1889,7 @@ def params_for(args: argparse.Namespace) -> Params:
             rearm_load=0.5,
             notify=100,
             big=2_000,
+            zalo_people=6,
         )
     else:
         base = Params(

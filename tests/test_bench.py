@@ -40,6 +40,7 @@ def test_quick_bench_prints_every_figure(tmp_path: Path):
         "nproc",  # the machine
         "python-telegram-bot",
         "answers/s",
+        "Zalo channel:",
         "p50",
         "p95",
         "p99",
@@ -61,6 +62,8 @@ def test_quick_bench_prints_every_figure(tmp_path: Path):
     for name in ("full_aiohttp_rate", "noop_aiohttp_rate", "full_aiohttp_max"):
         assert runs[name]["answers"] > 0, runs[name]
     assert {"noop_aiohttp_max", "full_httpx_max"} <= set(runs)
+    assert data["zalo"]["answers"] == data["params"]["zalo_people"] * 20
+    assert data["zalo"]["answers_per_s"] > 0
     assert data["rearm"]["rearmed"] == data["rearm"]["attempts"]
     assert data["notify"]["sent"] == data["params"]["notify"]
     assert data["ranking"]["ranked"] == data["params"]["big"]

@@ -38,13 +38,19 @@ async def zalo_api() -> AsyncIterator[FakeZaloApi]:
 
 
 @pytest.fixture
-async def db_url(tmp_path: Path, rules: ContestRules, clock: ManualClock) -> str:
-    return await seeded_file(tmp_path, rules, clock)
+async def db_url(database_url: str, rules: ContestRules, clock: ManualClock) -> str:
+    """A SQLite file, or a PostgreSQL schema of its own (with CONTEST_TEST_POSTGRES_URL),
+    with the schema and the sample bank and units."""
+    return await seeded_url(database_url, rules, clock)
 
 
 async def seeded_file(tmp_path: Path, rules: ContestRules, clock: ManualClock) -> str:
     """A SQLite file with the schema and the sample bank and units; its URL."""
-    url = f"sqlite+aiosqlite:///{tmp_path / 'zalo.db'}"
+    return await seeded_url(f"sqlite+aiosqlite:///{tmp_path / 'zalo.db'}", rules, clock)
+
+
+async def seeded_url(url: str, rules: ContestRules, clock: ManualClock) -> str:
+    """The database at ``url`` with the schema and the sample bank and units; its URL."""
     engine = create_engine(url)
     try:
         await migrate(engine)

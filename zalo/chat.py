@@ -34,10 +34,11 @@ from contest.errors import ContestError
 from contest.model import Account, Group, Position, Role, UnitKind, age_on
 from contest.registration import Step
 from contest.rules import ContestRules
-from contest.services import ContestService, ExamCard, ExamState, RegistrationView
+from contest.services import ContestService, ExamCard, ExamState, ExamStatus, RegistrationView
 from contest.text import fold
 from contest.ui import texts
 from contest.ui.console.feedback import result_menu, results_menu
+from contest.ui.console.round2 import START_ROUND2
 from contest.ui.reply import Choice, Menu, Reply
 from contest.ui.router import Ui
 from zalo import parsing, render
@@ -311,6 +312,8 @@ class ZaloChat:
         if console_reply is not None:
             await self.show(incoming, console_reply)
             return
+        if self.rules.uses_prediction and await self.prediction(incoming, text):
+            return
         number = parsing.menu_number(text)
         actions = state.get("menu")
         if number is not None and isinstance(actions, list) and actions:
@@ -327,8 +330,8 @@ class ZaloChat:
         if code is not None:
             await self.redeem(incoming, code)
             return
-        status = await self.service.exams.exam_status(incoming.account)
-        if status.state is ExamState.IN_PROGRESS and status.card is not None:
+        status = await self._open_attempt(incoming.account)
+        if status is not None and status.card is not None:
             # A letter without a question on record (the state was lost), or any other text
             # during the attempt: nothing is answered; the question is shown again.
             await self.reply(incoming, ztexts.answer_hint(status.card.position))
@@ -540,8 +543,23 @@ class ZaloChat:
 
     # ------------------------------------------------------------------ exam
 
+    async def _open_attempt(self, account: Account) -> ExamStatus | None:
+        """The person's attempt in progress (round 1's, else round 2's), if any."""
+        for round_number in (1, 2):
+            status = await self.service.exams.exam_status(account, round_number)
+            if status.state is ExamState.IN_PROGRESS and status.card is not None:
+                return status
+            if status.state is ExamState.NOT_REGISTERED:
+                return None
+        return None
+
     async def exam(self, incoming: Incoming, args: tuple[str, ...] = ()) -> None:
         status = await self.service.exams.exam_status(incoming.account)
+        if status.state not in (ExamState.IN_PROGRESS, ExamState.NOT_REGISTERED):
+            # A qualifier in the hall with round 2 open: "thi" resumes it.
+            second = await self.service.exams.exam_status(incoming.account, 2)
+            if second.state in (ExamState.IN_PROGRESS, ExamState.AWAITING_PREDICTION):
+                status = second
         rules = status.round
         if status.state is ExamState.NOT_REGISTERED:
             await self.reply(incoming, texts.NOT_REGISTERED, _register_menu())
@@ -549,6 +567,9 @@ class ZaloChat:
             assert status.card is not None
             await self.reply(incoming, ztexts.RESUME)
             await self.send_card(incoming, status.card)
+        elif status.state is ExamState.AWAITING_PREDICTION:
+            assert status.ask is not None
+            await self.reply(incoming, texts.prediction_ask(status.ask, self.clock.now()))
         elif status.state is ExamState.LOCKED:
             await self.reply(incoming, texts.account_locked(status.lock_reason))
         elif status.state is ExamState.NOT_OPEN:
@@ -571,9 +592,12 @@ class ZaloChat:
                 Menu.column([Choice(ztexts.BTN_START_EXAM, "x:start")]),
             )
 
-    async def start_attempt(self, incoming: Incoming) -> None:
+    async def start_attempt(self, incoming: Incoming, round_number: int = 1) -> None:
+        """Start an attempt of the round (or show the open one). Round 2's start is a
+        numbered choice of /vong2 once the session code is typed; the service refuses
+        anyone not on the confirmed list or without the current code."""
         try:
-            card = await self.service.exams.start_attempt(incoming.account)
+            card = await self.service.exams.start_attempt(incoming.account, round_number)
         except ContestError as exc:
             await self.reply(incoming, ztexts.error(exc.code, **exc.params))
             return
@@ -581,7 +605,8 @@ class ZaloChat:
 
     async def send_card(self, incoming: Incoming, card: ExamCard) -> None:
         """The question as one message; then it is the question a letter answers."""
-        text = ztexts.card(card, self.rules.round1, self.clock.now())
+        rules = self.rules.round1 if card.round == 1 else self.rules.round2.round
+        text = ztexts.card(card, rules, self.clock.now())
         sent_ms = await self._send(incoming.chat_id, text)
         if sent_ms is None:
             return  # not delivered: a letter then answers the question before (refused)
@@ -612,6 +637,15 @@ class ZaloChat:
             await self._save(incoming.account, exam=None)
             await self.reply(incoming, ztexts.error(exc.code, **exc.params))
             return
+        if outcome.ask is not None:
+            # The answers are in; the attempt ends with the prediction question, typed. The
+            # result follows the prediction (or, without one, the deadline, from the outbox).
+            await self._save(incoming.account, exam=None)
+            answered = outcome.summary.result.total if outcome.summary is not None else None
+            await self.reply(
+                incoming, texts.prediction_ask(outcome.ask, self.clock.now(), answered=answered)
+            )
+            return
         if outcome.summary is not None:
             summary = outcome.summary
             await self._save(incoming.account, exam=None)
@@ -626,6 +660,31 @@ class ZaloChat:
             return
         assert outcome.next_card is not None
         await self.send_card(incoming, outcome.next_card)
+
+    async def prediction(self, incoming: Incoming, text: str) -> bool:
+        """Typed text while the person's last attempt waits for its prediction: stored and
+        the result shown (True), or a hint on a bad number (True: nothing changed); False
+        when no attempt waits for one."""
+        try:
+            summary = await self.service.exams.predict(incoming.account, text)
+        except ContestError as exc:
+            await self.reply(incoming, ztexts.error(exc.code, **exc.params))
+            return True
+        if summary is None:
+            return False
+        attempt_id = summary.result.attempt_id
+        shown = await self.reply(
+            incoming,
+            texts.prediction_recorded(summary.result.prediction).replace(
+                "Kết quả ở tin nhắn bên dưới.", "Kết quả như sau."
+            )
+            + "\n\n"
+            + texts.attempt_done(summary, expired=False),
+            result_menu(attempt_id),
+        )
+        if shown:
+            await self.service.exams.result_shown(attempt_id)
+        return True
 
     async def _show_current(self, incoming: Incoming, attempt_id: int, position: int) -> None:
         """The question on record was answered already (its successor was never shown, or
@@ -652,6 +711,8 @@ class ZaloChat:
             await self.registration_action(incoming, name, argument)
         elif action == "x:start":
             await self.start_attempt(incoming)
+        elif action == START_ROUND2:
+            await self.start_attempt(incoming, 2)
         elif action in ("n:on", "n:off"):
             await self._reminders(incoming, action == "n:on")
         elif prefix == "a":

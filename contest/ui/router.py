@@ -211,9 +211,17 @@ class Ui:
     async def _remember(self, account: Account, reply: Reply) -> None:
         if reply.expect is None and not reply.cancel_input:
             return
+        # Only the console's own key changes: a channel keeps its own keys in the same
+        # state (Zalo: the question a letter answers, the numbered choices shown).
         async with self.service.uow() as uow:
+            state = await uow.dialogues.get(account) or {}
             if reply.expect is not None:
-                state = {"expect": {"kind": reply.expect.kind, "data": reply.expect.data}}
+                state["expect"] = {"kind": reply.expect.kind, "data": reply.expect.data}
+            elif "expect" not in state:
+                return
+            else:
+                del state["expect"]
+            if state:
                 await uow.dialogues.put(account, state, self.service.clock.now())
             else:
                 await uow.dialogues.clear(account)
