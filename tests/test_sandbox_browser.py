@@ -380,3 +380,49 @@ def test_the_page_survives_a_reload_mid_attempt(page: Page):
     page.shot("10-sau-khi-tai-lai")
     page.answer(4)  # and the attempt goes on from there
     assert "Câu 5/20" in page.card_text()
+
+
+RENDER = """
+const text = "😀 đậm nghiêng gạch chân gạch ngang mã\\nkhối\\ntrích dẫn ẩn liên kết xấu "
+  + "<script>alert(1)</script> & <b>x</b>";
+const at = (word) => text.indexOf(word);
+const entities = [
+  { type: "bold", offset: at("đậm"), length: 3 },
+  { type: "italic", offset: at("nghiêng"), length: 7 },
+  { type: "bold", offset: at("nghiêng"), length: 3 },
+  { type: "underline", offset: at("gạch chân"), length: 9 },
+  { type: "strikethrough", offset: at("gạch ngang"), length: 10 },
+  { type: "code", offset: at("mã"), length: 2 },
+  { type: "pre", offset: at("khối"), length: 4 },
+  { type: "blockquote", offset: at("trích dẫn"), length: 9 },
+  { type: "spoiler", offset: at("ẩn"), length: 2 },
+  { type: "text_link", offset: at("liên kết"), length: 8, url: "https://dichvucong.gov.vn/" },
+  { type: "text_link", offset: at("xấu"), length: 3, url: "javascript:alert(1)" },
+];
+return renderText(text, entities).innerHTML;
+"""
+
+
+def test_the_bots_formatting_is_shown_as_telegram_shows_it_and_the_rest_escaped(page: Page):
+    page.open()
+    html = page.driver.execute_script(RENDER)
+    # UTF-16 offsets: the emoji counts two, as in Telegram's entities.
+    assert html.startswith("😀 <b>đậm</b> <i><b>ngh</b>iêng</i> <u>gạch chân</u> ")
+    assert "<s>gạch ngang</s> <code>mã</code>\n<pre>khối</pre>\n" in html
+    assert "<blockquote>trích dẫn</blockquote>" in html
+    assert '<span class="spoiler" title="Nhấn để xem">ẩn</span>' in html
+    assert (
+        '<a href="https://dichvucong.gov.vn/" target="_blank" rel="noopener noreferrer">'
+        "liên kết</a>" in html
+    )
+    assert "<span>xấu</span>" in html  # a javascript: link is no link
+    assert html.endswith("&lt;script&gt;alert(1)&lt;/script&gt; &amp; &lt;b&gt;x&lt;/b&gt;")
+
+    # Through the bot: a name with tags is shown as typed, inside the bot's bold.
+    page.new_persona("<i>Hà</i> & <script>x</script>")
+    greeting = page.say("/start", "Xin chào")
+    assert "Xin chào <i>Hà</i> & <script>x</script>!" in greeting.text
+    bold = greeting.find_elements(By.CSS_SELECTOR, ".text b")
+    assert bold and bold[0].text == "<i>Hà</i> & <script>x</script>"
+    assert not greeting.find_elements(By.CSS_SELECTOR, ".text i, .text script")
+    page.shot("00-loi-chao")
