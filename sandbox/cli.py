@@ -83,7 +83,11 @@ async def _run(args: argparse.Namespace) -> int:
         print(
             BANNER.format(
                 url=sandbox.url,
-                database="tệp tạm (xóa khi dừng)" if not args.database_url else "--database-url",
+                database=(
+                    "giữ lại sau khi dừng (--database-url)"
+                    if args.database_url
+                    else "tệp tạm, xóa khi dừng"
+                ),
                 config=config,
                 opens=schedule["round1_opens"],
                 closes=schedule["round1_closes"],

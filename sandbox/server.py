@@ -224,6 +224,7 @@ class Sandbox:
             )
             await start(self.app, poll_timeout=settings.poll_timeout)
             await self._seed()
+            await self._restore_personas()
             await self._start_web()
         except BaseException:
             await self.stop()
@@ -260,6 +261,45 @@ class Sandbox:
                 select(m.UnitRow.code, m.UnitRow.name).order_by(m.UnitRow.name)
             )
             self.units = [(str(code), str(name)) for code, name in found]
+
+    async def _restore_personas(self) -> None:
+        """A kept database (--database-url) brings back the personas of earlier runs: the
+        sandbox's accounts that registered or were given a role."""
+        service = runtime(self.app).service
+        engine = runtime(self.app).engine
+        low, high = FIRST_PERSONA_ID, FIRST_PERSONA_ID + 10 * MAX_PERSONAS
+        names: dict[int, str] = {}
+        async with engine.connect() as conn:
+            rows = await conn.execute(
+                select(m.AccountRow.external_id, m.PersonRow.full_name)
+                .join(m.PersonRow, m.PersonRow.id == m.AccountRow.person_id)
+                .where(m.AccountRow.channel == "telegram")
+            )
+            for external_id, full_name in rows:
+                if str(external_id).isdigit() and low <= int(external_id) < high:
+                    names[int(external_id)] = str(full_name)
+            unit_rows = await conn.execute(select(m.UnitRow.id, m.UnitRow.code, m.UnitRow.name))
+            units = {int(uid): (str(code), str(name)) for uid, code, name in unit_rows}
+        roles: dict[int, tuple[str, int | None]] = {}
+        for held in await service.staff.holders():
+            account_id = held.account.user_id
+            if held.account.channel.value == "telegram" and account_id.isdigit():
+                role = "organiser" if held.role is Role.ORGANISER else "focal"
+                if low <= int(account_id) < high:
+                    roles[int(account_id)] = (role, held.unit_id)
+        for user_id in sorted(set(names) | set(roles)):
+            if user_id in self.personas or len(self.personas) >= MAX_PERSONAS:
+                continue
+            role, unit_id = roles.get(user_id, ("contestant", None))
+            persona = Persona(
+                user_id,
+                names.get(user_id, f"{ROLE_NAMES[role]} {user_id}"),
+                role,
+                phone_of(user_id),
+            )
+            if unit_id is not None and unit_id in units:
+                persona.unit_code, persona.unit_name = units[unit_id]
+            self.add_persona_user(persona)
 
     async def _start_web(self) -> None:
         web_app = web.Application(client_max_size=MAX_UPLOAD_BYTES + 64 * 1024)

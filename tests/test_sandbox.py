@@ -236,3 +236,29 @@ async def test_an_organiser_uploads_in_the_page_and_downloads_only_their_own_fil
         sent = json.loads(lines[1].removeprefix("data: "))
         assert [m["id"] for m in sent["messages"]] == [export.message_id]
         assert sent["messages"][0]["document"]["name"].endswith(".xlsx")
+
+
+async def test_a_kept_database_brings_back_the_personas_of_an_earlier_run(tmp_path: Path):
+    url = f"sqlite+aiosqlite:///{tmp_path / 'kept.db'}"
+    config = write_contest_file(tmp_path, datetime.now(UTC))
+    first = Sandbox(database_url=url, config=config, port=0)
+    await first.start()
+    try:
+        unit_code = first.units[0][0]
+        focal = await first.create_persona("Đầu mối Lan", "focal", unit_code)
+        deputy = await first.create_persona("Phó ban Minh", "organiser", None)
+        walker = await first.create_persona("Chưa làm gì", "contestant", None)
+        user = first.api.user(first.personas[700_101].id)
+        await register_civil_servant(user, name="Nguyễn Văn An", phone="0900700101")
+    finally:
+        await first.stop()
+    again = Sandbox(database_url=url, config=config, port=0)
+    await again.start()
+    try:
+        restored = {p.id: (p.name, p.role, p.unit_code) for p in again.personas.values()}
+        assert restored[focal.id] == (f"Đầu mối đơn vị {focal.id}", "focal", unit_code)
+        assert restored[deputy.id] == (f"Ban Tổ chức {deputy.id}", "organiser", None)
+        assert restored[700_101] == ("Nguyễn Văn An", "contestant", None)
+        assert walker.id not in restored  # nothing of theirs was kept
+    finally:
+        await again.stop()

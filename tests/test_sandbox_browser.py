@@ -93,10 +93,13 @@ def driver(downloads: Path) -> Iterator[WebDriver]:
         "--no-sandbox",  # CI runs as root
         "--disable-dev-shm-usage",
         "--disable-gpu",
-        "--window-size=390,844",  # a phone
         "--lang=vi-VN",
     ):
         options.add_argument(argument)
+    # A phone's screen (390 × 844 CSS pixels), touch and all.
+    options.add_experimental_option(
+        "mobileEmulation", {"deviceMetrics": {"width": 390, "height": 844, "pixelRatio": 2}}
+    )
     options.add_experimental_option(
         "prefs",
         {
