@@ -198,6 +198,18 @@ async def _post_shutdown(app: Application[Any, Any, Any, Any, Any, Any]) -> None
         await rt.engine.dispose()
 
 
+async def clock_moved(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
+    """The injected clock jumped forward (a rehearsal moves it): the deadline timers wait
+    wall-clock delays worked out from the old time, so they are armed again from the
+    database, and the deadline sweep (overdue attempts, warnings, results) and the campaign
+    (reminders due) run at once instead of at their next tick."""
+    rt = runtime(app)
+    await rt.deadlines.sweep()  # renews the lease; closes what is overdue, sends results
+    if rt.lease.holding:
+        await rt.deadlines.rearm()
+    await rt.campaign.tick()
+
+
 def tune_gc() -> None:
     """Every press allocates a few hundred short-lived objects (python-telegram-bot's
     objects, rows): collect the youngest generation less often, and move what start-up

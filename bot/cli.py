@@ -451,7 +451,11 @@ TOOLS_GROUP = "contest_bot.tools"
 # the product does not import: each registers its ``main(argv) -> int`` under this group.
 TOOL_HELP = {
     "bench": "đo hiệu năng (xem bench --help)",
+    "sandbox": "diễn tập không cần Telegram: bot trên Bot API giả lập, trò chuyện qua trang "
+    "web http://127.0.0.1:8080 (xem sandbox --help)",
 }
+# The log level each tool runs at (the sandbox shows the bot's warnings).
+TOOL_LOG_LEVEL = {"bench": "WARNING", "sandbox": "WARNING"}
 
 
 def tool(name: str) -> Any:
@@ -555,10 +559,10 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("PTB_TIMEDELTA", "1")  # durations as timedeltas (PTB 22)
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["bench"]:
-        # Everything after "bench" belongs to the benchmark's own parser (--quick, --only …).
-        configure_logging("WARNING")
-        return int(tool("bench")(argv[1:]))
+    if argv[:1] and argv[0] in TOOL_HELP:
+        # Everything after the tool's name belongs to its own parser (--quick, --port …).
+        configure_logging(TOOL_LOG_LEVEL.get(argv[0], "WARNING"))
+        return int(tool(argv[0])(argv[1:]))
     args: Any = parser().parse_args(argv)
     configure_logging(args.log_level, raw_payloads=args.log_raw_payloads)
     if args.log_raw_payloads:
