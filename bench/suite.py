@@ -63,6 +63,7 @@ SECTIONS = ("load", "zalo", "rearm", "notify", "ranking", "export")
 TOKEN = "424242:BENCH-TOKEN"
 PROTOCOL_PREFIX = "@@bench "
 START_DATA = "x:start"
+ANSWER_PREFIX = "x:a:"  # an answer button's callback data
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = PROJECT_ROOT / "storage" / "samples"
@@ -265,6 +266,9 @@ class LoadDriver:
                     for button in row
                     if "callback_data" in button
                 ]
+            # Only A/B/C go on with the attempt: a result's own choices (feedback on it,
+            # say) mean the attempt is over.
+            choices = [c for c in choices if c.startswith(ANSWER_PREFIX)]
             if choices:
                 contestant.next_data = self.rng.choice(choices)
             elif contestant.starts_left > 0:  # attempt over: start the next one
