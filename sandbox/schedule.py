@@ -33,6 +33,7 @@ attempts = 1
 opens = {round2_opens}
 closes = {round2_closes}
 venue = "Hội trường UBND quận Đống Đa (diễn tập)"
+scheduled = true
 
 [prizes]
 first = 1
