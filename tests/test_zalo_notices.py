@@ -177,6 +177,11 @@ async def test_link_from_zalo_then_notices_follow_the_channel_used_last(
     clock.set(local(2024, 7, 15, 7, 0, 5))
     await received(zonly, "đã được phát động")
 
+    # Round 1 opens: «Vào thi» under the announcement, chosen by its number, leads to the exam.
+    clock.set(local(2024, 8, 1, 7, 0, 5))
+    await received(zonly, "Vòng 1 đã mở")
+    await say(zonly, "1", "gõ 1 để bắt đầu làm bài")
+
     # The linked person takes an attempt on Zalo: a broadcast then goes to Zalo only.
     clock.set(local(2024, 8, 2, 9, 0))
     await open_exam(zboth)

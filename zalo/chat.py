@@ -709,6 +709,8 @@ class ZaloChat:
         elif prefix == "r":
             name, _, argument = rest.partition(":")
             await self.registration_action(incoming, name, argument)
+        elif action == "i:exam":  # «Vào thi» under a reminder
+            await self.exam(incoming)
         elif action == "x:start":
             await self.start_attempt(incoming)
         elif action == START_ROUND2:
