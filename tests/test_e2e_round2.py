@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, time, timedelta
 from io import BytesIO
 
 import openpyxl
@@ -18,7 +18,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contest.clock import ManualClock
-from contest.rules import ContestRules, PrizeRules
+from contest.rules import LOCAL_TZ, ContestRules, PrizeRules
 from fakes.telegram import FakeBotApi, FakeMessage, FakeUser
 from tests.conftest import BotRunner, has, pg_engine, say
 from tests.test_console_staff import ADMIN
@@ -88,6 +88,11 @@ async def test_qualify_enter_the_code_take_round2_and_win_a_prize(
     await admin.press("✅ Xác nhận 1 thí sinh (theo quy tắc)", message_id=proposal.message_id)
     await admin.wait_for(has("Đã xác nhận danh sách"))
 
+    # Confirmed at 00:01, in the quiet hours: the invitations and results wait for 07:00.
+    await asyncio.sleep(1.5)
+    for user, fragment in ((winner, "danh sách thí sinh thi vòng 2"), (runner_up, "CHUNG CUỘC")):
+        assert not [m for m in user.bot_messages() if fragment in m.text]
+    clock.set(datetime.combine(clock.now().astimezone(LOCAL_TZ).date(), time(7, 0, 5), LOCAL_TZ))
     invite = await received(winner, "Bạn có tên trong danh sách thí sinh thi vòng 2")
     assert "Thời gian và địa điểm thi vòng 2: sẽ thông báo sau" in invite.text
     assert "05/09/2024" not in invite.text  # the example's placeholder is not decided

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from contest.campaign import outside_quiet
 from contest.ports import Notification
 from contest.rules import ContestRules
 from contest.ui.markup import h
@@ -110,17 +111,27 @@ def prize_text(rules: ContestRules, payload: dict[str, object]) -> str:
     )
 
 
+def quiet(service: ContestService) -> Notice | None:
+    """In the quiet hours, a notice that waits for their end (these are not urgent: an
+    organiser confirming at 22:00 wakes nobody); else None."""
+    now = service.clock.now()
+    later = outside_quiet(now, service.rules.reminders)
+    return Notice("", defer_until=later) if later != now else None
+
+
 @notice(INVITE_NOTIFICATION)
 async def invite(service: ContestService, note: Notification) -> Notice | None:
     p = note.payload
-    return Notice(invite_text(service.rules, int(p["rank"]), int(p["correct"]), int(p["total"])))
+    return quiet(service) or Notice(
+        invite_text(service.rules, int(p["rank"]), int(p["correct"]), int(p["total"]))
+    )
 
 
 @notice(FINAL_NOTIFICATION)
 async def final(service: ContestService, note: Notification) -> Notice | None:
-    return Notice(final_text(service.rules, note.payload))
+    return quiet(service) or Notice(final_text(service.rules, note.payload))
 
 
 @notice(PRIZE_NOTIFICATION)
 async def prize(service: ContestService, note: Notification) -> Notice | None:
-    return Notice(prize_text(service.rules, note.payload))
+    return quiet(service) or Notice(prize_text(service.rules, note.payload))
