@@ -135,6 +135,9 @@ class Predictions(UseCase):
         if value is None:
             raise ContestError("prediction_official_invalid", text=text.strip()[:20])
         async with self.uow() as uow:
+            if await uow.round2.qualifiers():
+                # The round-2 list was cut by the figure in force: it stays as confirmed.
+                raise ContestError("prediction_official_locked")
             previous = await official_figure(uow)
             await uow.state.put(OFFICIAL_KEY, str(value), actor.key, now)
             await uow.attempts.recount(1, value)

@@ -44,7 +44,7 @@ from contest.round2 import (
 )
 from contest.scoring import Ranked, TieRule, qualify
 from contest.usecases.base import Context, UseCase
-from contest.usecases.predictions import ranked_in, tie_rule_in
+from contest.usecases.predictions import official_figure, ranked_in, tie_rule_in
 from contest.usecases.staff import Actor, audit
 
 log = logging.getLogger(__name__)
@@ -126,6 +126,10 @@ class Rounds(UseCase):
         still = await uow.round2.open_attempts(1)
         if still:
             raise ContestError("round1_attempts_open", count=still)
+        if self.rules.uses_prediction and await official_figure(uow) is None:
+            # Without the official figure predictions separate nobody: a list cut by time
+            # alone would be confirmed under a rule that says otherwise.
+            raise ContestError("prediction_official_missing")
 
     async def _propose(self, uow: UnitOfWork, confirmed: list[Confirmed]) -> Proposal:
         r2 = self.rules.round2

@@ -23,6 +23,8 @@ USAGE = (
 
 texts.ERRORS.update(
     {
+        "prediction_official_locked": "Danh sách thí sinh vào vòng 2 đã được xác nhận theo "
+        "đáp án chính thức đang có, nên không thể nhập lại đáp án nữa. Không có gì thay đổi.",
         "prediction_off": "Thể lệ đang áp dụng không dùng câu hỏi dự đoán (tie_break = "
         '["time"] trong tệp cấu hình): không có đáp án dự đoán để nhập.',
         "prediction_round_open": "Vòng 1 chưa kết thúc: vòng thi đóng lúc {closes} và bài thi "

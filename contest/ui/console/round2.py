@@ -28,6 +28,9 @@ texts.ERRORS.update(
     {
         "round1_not_closed": "Vòng 1 chưa kết thúc (kết thúc lúc {closes}). Danh sách vào "
         "vòng 2 được lập sau khi vòng 1 kết thúc.",
+        "prediction_official_missing": "Thể lệ xếp hạng dùng câu hỏi dự đoán: Ban Tổ chức "
+        "cần nhập đáp án chính thức bằng lệnh /dapandudoan &lt;số&gt; trước khi lập danh sách thí "
+        "sinh vào vòng 2. Không có gì thay đổi.",
         "round1_attempts_open": "Còn {count} bài thi vòng 1 đang làm dở (bắt đầu trước giờ "
         "kết thúc). Vui lòng chờ các bài này được nộp rồi gõ /vongloai lại.",
         "qualifiers_already_confirmed": "Danh sách vào vòng 2 đã được xác nhận trước đó; "
