@@ -766,6 +766,7 @@ class SqlAttempts(SqlRepository):
         attempt = await self._fetch(_LAST_ATTEMPT, {"person_id": person_id})
         if (
             attempt is None
+            or attempt.round != 1  # the prediction question belongs to round 1
             or attempt.status is not AttemptStatus.SUBMITTED
             or attempt.prediction is not None
             or attempt.expired_at(now)

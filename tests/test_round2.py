@@ -21,7 +21,7 @@ from contest.clock import ManualClock
 from contest.errors import ContestError
 from contest.model import Account, Role
 from contest.round2 import rank_band
-from contest.rules import ContestRules, PrizeRules
+from contest.rules import ContestRules, PrizeRules, TieBreak
 from contest.selection import select_avoiding, select_questions
 from contest.services import ContestService
 from contest.ui.round2_notices import final_text, invite_text
@@ -318,3 +318,43 @@ def test_round2_questions_avoid_round1s_where_the_bank_allows(seed: int):
     seen_small = set(select_questions(small, 20, rng))
     ids = select_avoiding(small, 20, rng, seen_small)
     assert len(set(ids)) == 20 and len(set(ids) - seen_small) == 5
+
+
+async def test_round2_asks_no_prediction_under_the_prediction_rule(
+    seeded: AsyncEngine, rules: ContestRules, clock: ManualClock
+):
+    """The prediction question belongs to round 1: round 2's last answer shows the result at
+    once (its ties go by time), and a number typed afterwards is no prediction."""
+    rules = replace(
+        small_rules(rules),
+        tie_break=(TieBreak.PREDICTION, TieBreak.TIME),
+        prediction_question="Bao nhiêu người trả lời đúng cả 20 câu?",
+    )
+    service = ContestService(SqlUnitOfWorkFactory(seeded), clock, rules)
+    person = await add_person(service, 1, "Người Một", ward_code="P-CATLINH")
+    await take_exam(service, clock, person, 18)
+    assert (await service.exams.awaiting_prediction(person)) is not None  # round 1 asks
+    assert (await service.exams.predict(person, "12")) is not None
+    clock.set(rules.round1.window.closes + timedelta(hours=1))
+    await service.predictions.set_official(ORGANISER, "10")
+    proposal = await service.rounds.proposal()
+    await service.rounds.confirm_qualifiers(ORGANISER, proposal.digest_cut, MODE_CUT)
+    clock.set(rules.round2.round.window.opens + timedelta(minutes=1))
+    await service.rounds.set_code(ORGANISER, "DD2024")
+    await service.rounds.enter_code(person, "DD2024")
+
+    async with service.uow(write=False) as uow:
+        bank = {q.text: q for q in await uow.questions.catalog(include_inactive=True)}
+    card = await service.exams.start_attempt(person, 2)
+    for position in range(card.total):
+        question = bank[card.text]
+        outcome = await service.exams.answer(
+            person, card.attempt_id, position, card.options.index(question.options[question.answer])
+        )
+        if outcome.next_card is not None:
+            card = outcome.next_card
+    assert outcome.ask is None and outcome.summary is not None
+    assert outcome.summary.result.correct == rules.round2.round.questions
+    assert await service.exams.awaiting_prediction(person) is None
+    assert await service.exams.predict(person, "7") is None  # a number is no prediction here
+    assert (await service.results.tie_rule(2)).uses_prediction is False

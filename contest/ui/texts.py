@@ -208,11 +208,13 @@ def _prediction_rule(rules: ContestRules) -> list[str]:
     if not rules.uses_prediction:
         return []
     return [
-        "• Câu hỏi dự đoán: sau câu trả lời cuối cùng của mỗi lần thi, thí sinh gõ một số "
-        f"nguyên để trả lời câu hỏi “{h(rules.prediction_question)}”. Câu dự đoán phải được "
-        "trả lời trong thời gian làm bài; hết giờ mà chưa trả lời thì lần thi vẫn được tính "
-        "nhưng không có dự đoán. Con số chính thức do Ban Tổ chức công bố khi vòng thi kết "
-        "thúc.",
+        "• Câu hỏi dự đoán: sau câu trả lời cuối cùng của mỗi lần thi vòng 1, thí sinh gõ "
+        f"một số nguyên để trả lời câu hỏi “{h(rules.prediction_question)}”. Câu dự đoán "
+        "phải được trả lời trong thời gian làm bài; hết giờ mà chưa trả lời thì lần thi vẫn "
+        "được tính nhưng không có dự đoán. Con số chính thức do Ban Tổ chức công bố khi vòng "
+        "1 kết thúc.",
+        "• Vòng 2 không có câu hỏi dự đoán: thí sinh bằng số câu đúng thì người có thời gian "
+        "làm bài ngắn hơn xếp trên.",
     ]
 
 

@@ -321,7 +321,9 @@ class Exams(UseCase):
                     if not await self._mark_finished(store, attempt, status, now):
                         raise ContestError("attempt_finished")
                     summary = await self._summary_of(store, attempt, account)
-                    ask = self._ask(attempt, now) if self.rules.uses_prediction else None
+                    # Round 1 only: round 2's ties go by time (contest.usecases.predictions).
+                    predicting = self.rules.uses_prediction and attempt.round == 1
+                    ask = self._ask(attempt, now) if predicting else None
                     # Durable with the finish: the reply shows it, else the outbox sends it
                     # (with a prediction to wait for, once its time is over).
                     not_before = now + INLINE_RESULT_GRACE

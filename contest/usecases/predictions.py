@@ -61,12 +61,11 @@ async def official_figure(uow: UnitOfWork) -> int | None:
 
 async def tie_rule_in(uow: UnitOfWork, rules: ContestRules, round_number: int = 1) -> TieRule:
     """The tie rule in force for a round: the contest file's, with the official figure
-    once entered. Only round 1 has one (``prediction_official``); round 2's predictions
-    separate nobody until a figure of its own exists."""
-    if not rules.uses_prediction:
+    once entered. The prediction question belongs to round 1 (the online round, where
+    thousands tie); round 2, at the hall, asks none: its ties go by time."""
+    if not rules.uses_prediction or round_number != 1:
         return TIME_ONLY
-    official = await official_figure(uow) if round_number == 1 else None
-    return TieRule(rules.tie_break, official)
+    return TieRule(rules.tie_break, await official_figure(uow))
 
 
 async def ranked_in(

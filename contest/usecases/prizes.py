@@ -6,9 +6,10 @@ not sit round 2 gets nothing. A tie on a prize boundary (two persons sharing a r
 the line between two prizes, or between the last prize and no prize) is never settled
 silently: the preview names it, and the confirmation must say it accepts the tie rule's
 last word (the earlier submission) for it; a plain confirm is refused while such a tie
-stands. The organisers may instead settle it outside the bot and enter the prediction
-figure, which re-ranks. Confirming is a compare-and-set (a ``contest_state`` key, and the
-preview's fingerprint), audited, and queues one notice per winner through the outbox.
+stands (the organisers may settle it otherwise before confirming; round 2 asks no
+prediction, so its ties go by time). Confirming is a compare-and-set (a ``contest_state``
+key, and the preview's fingerprint), audited, and queues one notice per winner through the
+outbox.
 """
 
 from __future__ import annotations
