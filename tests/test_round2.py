@@ -334,6 +334,9 @@ async def test_round2_asks_no_prediction_under_the_prediction_rule(
     person = await add_person(service, 1, "Người Một", ward_code="P-CATLINH")
     await take_exam(service, clock, person, 18)
     assert (await service.exams.awaiting_prediction(person)) is not None  # round 1 asks
+    with pytest.raises(ContestError) as pending:  # a stale «Bắt đầu» starts nothing
+        await service.exams.start_attempt(person)
+    assert pending.value.code == "prediction_pending"
     assert (await service.exams.predict(person, "12")) is not None
     clock.set(rules.round1.window.closes + timedelta(hours=1))
     await service.predictions.set_official(ORGANISER, "10")

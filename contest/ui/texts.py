@@ -689,6 +689,8 @@ ERRORS.update(
         "phone_unknown": "Chưa có thí sinh nào đăng ký với số điện thoại {phone}.",
         "no_uploads": "Hệ thống chưa nhận tệp gửi lên.",
         "missing_argument": "Thiếu thông tin. {usage}",
+        "prediction_pending": "Lần thi vừa xong của bạn còn chờ câu trả lời dự đoán. Vui lòng "
+        "gõ một số nguyên để trả lời câu hỏi dự đoán trước; sau đó mới bắt đầu được lần thi mới.",
         "prediction_invalid": "Câu trả lời dự đoán cần là <b>một số nguyên không âm</b>, tối "
         "đa 1.000.000 (ví dụ: 125). Vui lòng gõ lại; chưa có gì được ghi nhận.",
     }

@@ -236,6 +236,15 @@ class Exams(UseCase):
             if refused is not None:  # the session code not set, or not typed
                 await uow.commit()
                 raise ContestError(refused)
+            # The last attempt still waits for its prediction (a stale «Bắt đầu»): a new
+            # one would leave that prediction impossible to type.
+            if (
+                round_number == 1
+                and self.rules.uses_prediction
+                and await uow.attempts.awaiting_prediction(person.id, now) is not None
+            ):
+                await uow.commit()
+                raise ContestError("prediction_pending")
             used = await uow.attempts.count_for(person.id, round_number)
             if used >= rules.attempts:
                 # A start in another process may have committed between the two reads: its
