@@ -346,3 +346,64 @@ async def test_equal_scores_share_a_rank_and_the_export_follows_the_rule(
     ranked = [(r[0], r[2], r[-1]) for r in rows if r[0] is not None]
     assert sorted(ranked[:2]) == [(1, "Phạm Thị A", 95), (1, "Phạm Thị B", 105)]
     assert ranked[2] == (3, "Phạm Thị C", 200)
+
+
+async def test_a_question_fix_after_the_official_figure_keeps_the_rule_s_counting_attempt(
+    stats_bot: BotRunner, clock: ManualClock, rules: ContestRules
+):
+    """A key corrected once the official figure is in: the counting attempts are flagged
+    again by the rule in force (closest prediction), not by time, so the export (which reads
+    the flag) agrees with /bxh."""
+    from contest.ports import FIX_KEY, FIX_VOID
+    from contest.usecases.fixes import Change
+
+    service = stats_bot.service
+    person = await add_person(service, 21, "Đỗ Văn Dự", unit_code="T-DU30")
+    close = await finish_with(service, clock, person, 15, 600, "100")  # slower, closer
+    fast = await finish_with(service, clock, person, 15, 500, "900")  # faster, far
+    clock.set(rules.round1.window.closes + timedelta(hours=1))
+    admin = await service.staff.actor(Account.telegram(ADMIN), "Trưởng ban")
+    await service.predictions.set_official(admin, "120")
+
+    engine = engine_of(stats_bot)
+
+    async def counting() -> set[int]:
+        async with engine.connect() as conn:
+            rows = await conn.execute(
+                select(m.AttemptRow.id).where(m.AttemptRow.counting.is_(True))
+            )
+            return set(rows.scalars())
+
+    assert await counting() == {close}
+    # A question both attempts drew and answered the same way: a new key moves both alike.
+    async with engine.connect() as conn:
+        items = (
+            await conn.execute(
+                select(
+                    m.AttemptItemRow.attempt_id,
+                    m.AttemptItemRow.question_id,
+                    m.AttemptItemRow.correct,
+                ).where(m.AttemptItemRow.attempt_id.in_([close, fast]))
+            )
+        ).all()
+    by_question: dict[int, dict[int, bool | None]] = {}
+    for attempt_id, question_id, correct in items:
+        by_question.setdefault(question_id, {})[attempt_id] = correct
+    # A question both drew and answered alike: a new key (both right) or voiding it (both
+    # wrong) moves both attempts alike, so they stay equal on correct answers.
+    shared = [
+        (q, seen[close])
+        for q, seen in sorted(by_question.items())
+        if len(seen) == 2 and seen[close] == seen[fast]
+    ]
+    if not shared:
+        pytest.skip("the two attempts drew no question they answered alike")
+    question_id, right = shared[0]
+    async with service.uow(write=False) as uow:
+        catalog = {q.id: q for q in await uow.questions.catalog(include_inactive=True)}
+    question = catalog[question_id]
+    change = Change(FIX_KEY, key=(question.answer + 1) % 3) if right else Change(FIX_VOID)
+    preview = await service.fixes.prepare(admin, question_id, change)
+    await service.fixes.confirm(admin, preview.token)
+    assert await counting() == {close}  # the time rule would flag the faster one
+    assert (await service.results.ranking(1))[0].result.attempt_id == close

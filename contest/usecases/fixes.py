@@ -41,6 +41,7 @@ from contest.scoring import best_result
 from contest.text import fold
 from contest.usecases.base import UseCase
 from contest.usecases.outbox import RESULT_VALID_FOR
+from contest.usecases.predictions import official_figure
 from contest.usecases.staff import Actor, audit
 
 log = logging.getLogger(__name__)
@@ -295,6 +296,7 @@ class QuestionFixes(UseCase):
             }
             if regraded is not None:
                 detail.update(changed_attempts=regraded.attempts, notified=regraded.notified)
+                await self._recount_by_rule(uow)
             if change.key is not None:
                 detail.update(key_before="ABC"[state.question.answer], key_after="ABC"[change.key])
             await audit(uow, now, actor, "fix_question", "ok", f"question:{question_id}", detail)
@@ -305,6 +307,8 @@ class QuestionFixes(UseCase):
             # committed (another process, PostgreSQL) are graded again now.
             async with self.uow() as uow:
                 late = await uow.fixes.settle(question_id, key=change.key, notice=notice)
+                if late.items:
+                    await self._recount_by_rule(uow)
                 await uow.commit()
             if late.items:
                 log.info("fix %s: %d answers given meanwhile re-graded", fix_id, late.items)
@@ -314,6 +318,15 @@ class QuestionFixes(UseCase):
                     regraded.notified + late.notified,
                 )
         return FixDone(fix_id, state, change, impact, regraded)
+
+    async def _recount_by_rule(self, uow: UnitOfWork) -> None:
+        """The regrade flagged the counting attempts by time; under the prediction rule, once
+        the official figure is known, flag them again by it (as /dapandudoan does), so the
+        export agrees with /bxh and qualification."""
+        if self.rules.uses_prediction:
+            official = await official_figure(uow)
+            if official is not None:
+                await uow.attempts.recount(1, official)
 
     async def cancel(self, actor: Actor, token: str) -> bool:
         async with self.uow() as uow:
