@@ -17,7 +17,7 @@ from bot.request import SharedSession, build_request
 from bot.settings import Settings
 from bot.zalo import ZaloParts, zalo_admins
 from contest.clock import Clock, SystemClock
-from contest.model import Account
+from contest.model import Account, Channel
 from contest.rules import ContestRules
 from contest.services import ContestService
 from contest.ui.router import Ui
@@ -26,7 +26,12 @@ from handlers.common import DEPS_KEY, Deps, on_error
 from handlers.console import CONTESTANT_COMMANDS, UI_KEY, refresh_menus
 from handlers.notify import TelegramNotifier
 from scheduler.campaign import CampaignScheduler
-from scheduler.deadlines import DELIVERY_CONCURRENCY, DeadlineScheduler, process_name
+from scheduler.deadlines import (
+    DELIVERY_CONCURRENCY,
+    DeadlineScheduler,
+    process_name,
+    scheduler_lease,
+)
 from scheduler.lease import LeaseGuard
 from scheduler.throttle import SendThrottle
 from storage.db import create_engine
@@ -123,7 +128,8 @@ def build_application(
         request=build_request(settings.http_backend, pool_size=DELIVERY_CONCURRENCY, shared=http),
     )
     throttle = SendThrottle(settings.send_rate, settings.chat_send_interval)
-    lease = LeaseGuard(engine, "scheduler", process_name(), settings.lease_seconds)
+    channels = [Channel.TELEGRAM, Channel.ZALO] if zalo else [Channel.TELEGRAM]
+    lease = LeaseGuard(engine, scheduler_lease(channels), process_name(), settings.lease_seconds)
     ui = Ui(service)
     zalo_parts = ZaloParts(settings, service, ui, rules, clock, polling=polling) if zalo else None
     deadlines = DeadlineScheduler(

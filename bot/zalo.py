@@ -15,12 +15,12 @@ from yarl import URL
 from bot.logs import register_settings_secrets
 from bot.settings import Settings
 from contest.clock import Clock, SystemClock
-from contest.model import Account
+from contest.model import Account, Channel
 from contest.rules import ContestRules
 from contest.services import ContestService
 from contest.ui.router import Ui
 from scheduler.campaign import CampaignScheduler
-from scheduler.deadlines import DeadlineScheduler, process_name
+from scheduler.deadlines import DeadlineScheduler, process_name, scheduler_lease
 from scheduler.lease import LeaseGuard
 from scheduler.throttle import SendThrottle
 from scheduler.timers import TimerJobQueue, Timers
@@ -178,7 +178,9 @@ class ZaloProcess:
         self.zalo = ZaloParts(settings, self.service, self.ui, rules, self.clock, polling=polling)
         self.timers = Timers()
         jobs = cast(Any, TimerJobQueue(self.timers))
-        self.lease = LeaseGuard(self.engine, "scheduler", process_name(), settings.lease_seconds)
+        self.lease = LeaseGuard(
+            self.engine, scheduler_lease([Channel.ZALO]), process_name(), settings.lease_seconds
+        )
         self.deadlines = DeadlineScheduler(
             self.service,
             [self.zalo.notifier],

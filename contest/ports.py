@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from enum import StrEnum
@@ -21,6 +21,7 @@ from contest.model import (
     AttemptResult,
     AttemptStatus,
     AuditEntry,
+    Channel,
     Group,
     Person,
     Position,
@@ -285,11 +286,13 @@ class OutboxRepository(Protocol):
         first: Sequence[str] | None = None,
         after: int | None = None,
         lapsed: bool = False,
+        channels: Collection[Channel] | None = None,
     ) -> list[Notification]:
         """Pending notifications a claim may take, oldest first (a read; ``take``
         decides): unclaimed ones, or with ``lapsed`` those whose claim ran out; of
         ``kinds`` only, or not of ``exclude``; ``first``: these kinds before the others;
-        ``after``: ids above it only (a cursor through a long queue)."""
+        ``after``: ids above it only (a cursor through a long queue); ``channels``: only
+        those naming no person or a person with an account on one of them."""
         ...
 
     async def recipients(self, person_ids: Sequence[int]) -> dict[int, Account]:

@@ -8,7 +8,7 @@
   deadline passed while the bot was down are closed and their results sent.
 Closing is a compare-and-set in the database, so exactly one path closes an attempt.
 
-With several processes, only the holder of the "scheduler" lease sweeps, re-arms
+With several processes, only the holder of the scheduler lease of its channels sweeps, re-arms
 everything and sends from the outbox (so the bulk pace, 30 messages/s, holds overall);
 when it dies, the next process to renew takes the lease over and re-arms. Every process
 still arms the attempts it starts itself (the compare-and-set keeps that safe), so
@@ -57,6 +57,17 @@ PROGRESS_SECONDS = 3.0  # how often a broadcast's progress message may be edited
 _NO_EDITS = object()  # a progress shown on a channel that cannot edit it
 DELIVERY_POLL_SECONDS = 1.0  # how often the lease holder looks at the outbox
 STOP_GRACE_SECONDS = 5.0  # at shutdown, for the sends in flight
+
+
+# The channels a notification can be delivered on (the command line is never a recipient).
+DELIVERY_CHANNELS = frozenset({Channel.TELEGRAM, Channel.ZALO})
+
+
+def scheduler_lease(channels: Iterable[Channel]) -> str:
+    """The scheduler lease of a process sending on ``channels``: one holder per set of
+    channels, so a Telegram process and a Zalo process on one database each send their own
+    channel's notifications (and each channel's pace holds across its processes)."""
+    return "scheduler:" + ",".join(sorted(c.value for c in channels))
 
 
 class ChannelSender(Protocol):
@@ -152,6 +163,10 @@ class DeadlineScheduler:
         self.service = service
         # One sender per channel this process sends on (Telegram; Zalo).
         self.senders: dict[Channel, ChannelSender] = {sender.channel: sender for sender in senders}
+        # A process that sends on some channels only claims the notifications it can
+        # deliver: another process (its own lease) sends the others.
+        served = frozenset(self.senders)
+        self._claim_channels = None if served >= DELIVERY_CHANNELS else served
         self.job_queue = job_queue
         self.lease = lease
         self.sweep_seconds = sweep_seconds
@@ -367,7 +382,9 @@ class DeadlineScheduler:
                             break
                     renew = True
                     room = capacity - len(inflight) - len(backlog)
-                    batch = await self.service.outbox.claim(self.owner, room)
+                    batch = await self.service.outbox.claim(
+                        self.owner, room, channels=self._claim_channels
+                    )
                     for note in batch:
                         known = note.id in inflight or note.id in backlog
                         if not known and note.id not in marks.unmarked:

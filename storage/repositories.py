@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, cast
@@ -912,6 +912,7 @@ class SqlOutbox(SqlRepository):
         first: Sequence[str] | None = None,
         after: int | None = None,
         lapsed: bool = False,
+        channels: Collection[Channel] | None = None,
     ) -> list[Notification]:
         """Pending notifications, oldest first, that a claim may take (a read: ``take``
         decides). ``lapsed``: only those whose claim ran out, else only those unclaimed
@@ -932,6 +933,14 @@ class SqlOutbox(SqlRepository):
             stmt = stmt.where(o.kind.not_in(list(exclude)))
         if after is not None:
             stmt = stmt.where(o.id > after)
+        if channels is not None:
+            a = ACCOUNTS.c
+            reachable = (
+                select(a.id)
+                .where(a.person_id == o.person_id, a.channel.in_([c.value for c in channels]))
+                .exists()
+            )
+            stmt = stmt.where(or_(o.person_id.is_(None), reachable))
         order: list[Any] = []
         if first:
             order.append(case({kind: i for i, kind in enumerate(first)}, value=o.kind, else_=99))

@@ -15,7 +15,7 @@ import json
 import math
 import random
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from types import TracebackType
@@ -32,6 +32,7 @@ from contest.model import (
     AttemptItem,
     AttemptResult,
     AttemptStatus,
+    Channel,
     Group,
     Person,
     Position,
@@ -549,9 +550,15 @@ class FakeOutbox(_Repo):
         first: Sequence[str] | None = None,
         after: int | None = None,
         lapsed: bool = False,
+        channels: Collection[Channel] | None = None,
     ) -> list[Notification]:
         await _yield()
         found: list[tuple[int, int, Notification]] = []
+        reachable = {
+            person_id
+            for account, (person_id, _) in self.db.accounts.items()
+            if channels is None or account.channel in channels
+        }
         for row_id, row in self.db.outbox.items():
             if not row.claimable(now) or (row.lease_until is not None) != lapsed:
                 continue
@@ -561,6 +568,9 @@ class FakeOutbox(_Repo):
             if exclude and kind in exclude:
                 continue
             if after is not None and row_id <= after:
+                continue
+            person_id = row.notification.person_id
+            if channels is not None and person_id is not None and person_id not in reachable:
                 continue
             order = list(first).index(kind) if first and kind in first else 99
             found.append((order, row_id, replace(row.notification, tries=row.tries + 1)))

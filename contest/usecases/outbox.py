@@ -69,7 +69,12 @@ class Outbox(UseCase):
         self._unreachable: set[Account] = set()  # accounts of persons marked unreachable
 
     async def claim(
-        self, owner: str, limit: int = 50, lease_seconds: float = 60.0
+        self,
+        owner: str,
+        limit: int = 50,
+        lease_seconds: float = 60.0,
+        *,
+        channels: Collection[Channel] | None = None,
     ) -> list[Notification]:
         """Take pending notifications for sending; a claim lapses after ``lease_seconds``.
         Each comes with its recipient's preferred account.
@@ -80,7 +85,9 @@ class Outbox(UseCase):
         is longer than a claim (a broadcast, a wave of results), warnings, then results,
         then every kind but bulk ones are looked for first, so nothing waits behind a
         broadcast to 10,000; and every LAPSED_CHECK_SECONDS, the rows whose claim ran out
-        (a crash, a send that outlived its claim).
+        (a crash, a send that outlived its claim). ``channels``: only notifications for
+        persons with an account on one of them (and those naming no person), for a process
+        that sends on those channels only.
         """
         now = self.clock.now()
         if self._expired_at is None or not 0 <= (now - self._expired_at).total_seconds() < (
@@ -96,7 +103,7 @@ class Outbox(UseCase):
         async with self.uow(write=False) as uow:
             began = time.monotonic()
             if began >= self._lapsed_after:
-                found += await uow.outbox.candidates(now, limit, lapsed=True)
+                found += await uow.outbox.candidates(now, limit, lapsed=True, channels=channels)
                 self._lapsed_after = began + LAPSED_CHECK_SECONDS
             if self._long_queue and began >= self._scan_after and len(found) < limit:
                 found += await uow.outbox.candidates(
@@ -104,12 +111,15 @@ class Outbox(UseCase):
                     limit - len(found),
                     exclude=BULK_NOTIFICATIONS,
                     first=PRIORITY_NOTIFICATIONS,
+                    channels=channels,
                 )
                 took = time.monotonic() - began
                 self._scan_after = began + max(PRIORITY_SCAN_SECONDS, took / PRIORITY_SCAN_SHARE)
             wanted = limit - len(found)
             if wanted > 0:
-                ordered = await uow.outbox.candidates(now, wanted, after=self._cursor)
+                ordered = await uow.outbox.candidates(
+                    now, wanted, after=self._cursor, channels=channels
+                )
                 # A full batch: go on from its last row next time; else start over (rows
                 # behind the cursor may be offered again: a back-off ended).
                 self._long_queue = len(ordered) == wanted
