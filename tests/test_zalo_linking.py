@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
 from bot.app import build_application, runtime, start, stop
 from bot.settings import Settings
@@ -19,6 +20,7 @@ from contest.model import Account
 from contest.rules import ContestRules
 from fakes.telegram import FakeBotApi
 from fakes.zalo import FakeZaloApi
+from storage import models as m
 from tests.conftest import register_civil_servant
 from tests.conftest import say as tg_say
 from tests.test_e2e_exam import answer_questions, open_exam
@@ -133,3 +135,9 @@ async def test_the_console_through_zalo(both: Any, bot: Both):
     # Files cannot be sent on Zalo: said plainly.
     await admin.send_image()
     await admin.wait_for(has("Zalo không cho phép gửi tệp"))
+    # /xuat answers with a file: on Zalo it is refused before any workbook is made, and
+    # nothing is recorded as exported.
+    await say(admin, "xuat", "Zalo không gửi được tệp đính kèm")
+    async with runtime(bot.app).engine.connect() as conn:
+        actions = (await conn.execute(select(m.AuditRow.action))).scalars().all()
+    assert "xuat" not in actions

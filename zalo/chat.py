@@ -87,6 +87,11 @@ def zalo_wording(markup: str) -> str:
     return markup
 
 
+# Console routes whose answer is a file (Zalo carries none): /xuat, the prizes' XLSX.
+FILE_COMMANDS = frozenset({"xuat"})
+FILE_ACTIONS = frozenset({"przx"})
+
+
 @dataclass(frozen=True)
 class Incoming:
     """What a Zalo update says, for this adapter."""
@@ -365,6 +370,10 @@ class ZaloChat:
             return
         if name in self._console_commands:
             actor = await self.ui.actor(incoming.account, incoming.name)
+            if name in FILE_COMMANDS and actor.role >= Role.ORGANISER:
+                # Zalo carries no files: say so before the workbook is made for nothing.
+                await self.reply(incoming, ztexts.NO_DOCUMENTS)
+                return
             await self.show(incoming, await self.ui.command(actor, name, args))
             return
         await self.reply(incoming, ztexts.UNKNOWN_COMMAND)
@@ -719,6 +728,9 @@ class ZaloChat:
             await self._reminders(incoming, action == "n:on")
         elif prefix == "a":
             actor = await self.ui.actor(incoming.account, incoming.name)
+            if rest.split(":", 1)[0] in FILE_ACTIONS and actor.role >= Role.ORGANISER:
+                await self.reply(incoming, ztexts.NO_DOCUMENTS)
+                return
             answer = await self.ui.action(actor, action)
             if answer is None:
                 await self.reply(incoming, ztexts.error("bad_button"))
