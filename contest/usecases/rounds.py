@@ -390,7 +390,7 @@ class Rounds(UseCase):
         """Check the session code a qualifier typed. A wrong one changes nothing but the
         count of tries (CODE_TRIES per CODE_WINDOW); then ``code_wrong`` or
         ``code_rate_limited``."""
-        async with self.uow() as uow:
+        async with self.uow(write=False) as uow:
             now = self.clock.now()
             person = await uow.persons.by_account(account)
             state = await self._entry_state(uow, person.id if person else None, now)
@@ -399,15 +399,20 @@ class Rounds(UseCase):
             if state != "code_needed":
                 raise ContestError(f"round2_{state}")
             assert person is not None
-            failed = await uow.round2.failed_tries(person.id, now - CODE_WINDOW)
-            if len(failed) >= CODE_TRIES:
-                wait = failed[len(failed) - CODE_TRIES] + CODE_WINDOW - now
-                minutes = max(1, -(-int(wait.total_seconds()) // 60))
-                raise ContestError("code_rate_limited", minutes=minutes, tries=CODE_TRIES)
+            self._check_tries(await uow.round2.failed_tries(person.id, now - CODE_WINDOW), now)
             stored = await uow.round2.state(CODE_KEY)
             assert stored is not None
             saved = json.loads(stored[0])
-            ok = code_matches(normalize_code(text), str(saved["salt"]), str(saved["hash"]))
+        # The key derivation (deliberately slow) runs off the event loop and outside any
+        # transaction: a hall of qualifiers typing at once holds no write lock for it.
+        ok = await asyncio.to_thread(
+            code_matches, normalize_code(text), str(saved["salt"]), str(saved["hash"])
+        )
+        async with self.uow() as uow:
+            # Counted again in the write: two linked accounts trying at once stay within
+            # the limit.
+            failed = await uow.round2.failed_tries(person.id, now - CODE_WINDOW)
+            self._check_tries(failed, now)
             await uow.round2.record_try(person.id, now, ok)
             await uow.commit()
         if not ok:
@@ -415,6 +420,14 @@ class Rounds(UseCase):
             if left <= 0:
                 raise ContestError("code_wrong_last", minutes=int(CODE_WINDOW.seconds // 60))
             raise ContestError("code_wrong", left=left)
+
+    @staticmethod
+    def _check_tries(failed: list[datetime], now: datetime) -> None:
+        """``code_rate_limited`` once CODE_TRIES wrong codes fall in the last CODE_WINDOW."""
+        if len(failed) >= CODE_TRIES:
+            wait = failed[len(failed) - CODE_TRIES] + CODE_WINDOW - now
+            minutes = max(1, -(-int(wait.total_seconds()) // 60))
+            raise ContestError("code_rate_limited", minutes=minutes, tries=CODE_TRIES)
 
     async def hall(self) -> list[HallSeat]:
         """Every qualifier and their round-2 attempt now (the organisers' live view)."""
