@@ -261,7 +261,9 @@ class Sandbox:
                 "config": self.config,
                 "admin_ids": str(ORGANISER_ID),
                 "sweep_seconds": SWEEP_SECONDS,
-                "poll_timeout": 10,
+                # A stop waits for the Zalo poll in flight (no offset: an abandoned poll loses
+                # its update): short polls, so Ctrl+C stops the sandbox at once.
+                "poll_timeout": 2,
                 "_env_file": None,  # never a .env's real token
             }
             settings = Settings(**values)
