@@ -250,6 +250,7 @@ async def test_a_kept_database_brings_back_the_personas_of_an_earlier_run(tmp_pa
         focal = await first.create_persona("Đầu mối Lan", "focal", unit_code)
         deputy = await first.create_persona("Phó ban Minh", "organiser", None)
         walker = await first.create_persona("Chưa làm gì", "contestant", None)
+        zalo_organiser = await first.create_persona("Ban tổ chức Zalo", "organiser", None, "zalo")
         user = first.api.user(first.personas[700_101].id)
         await register_civil_servant(user, name="Nguyễn Văn An", phone="0900700101")
     finally:
@@ -262,6 +263,8 @@ async def test_a_kept_database_brings_back_the_personas_of_an_earlier_run(tmp_pa
         assert restored[deputy.id] == (f"Ban Tổ chức {deputy.id}", "organiser", None)
         assert restored[700_101] == ("Nguyễn Văn An", "contestant", None)
         assert walker.id not in restored  # nothing of theirs was kept
+        assert restored[zalo_organiser.id][1] == "organiser"
+        assert again.personas[zalo_organiser.id].channel == "zalo"
     finally:
         await again.stop()
 
@@ -361,6 +364,17 @@ async def test_a_zalo_persona_registers_and_answers_a_question_through_the_page_
         assert [m["seq"] for m in seen] == sorted(m["seq"] for m in seen)
         assert any(m["text"] == phone and not m["from_bot"] for m in seen)
         events.close()
+
+        # An organiser on Zalo: promoted by the sandbox's organiser, the console answers.
+        status, organiser = await call(
+            session,
+            sandbox,
+            "POST",
+            "/api/personas",
+            {"name": "Phó ban Zalo", "role": "organiser", "channel": "zalo"},
+        )
+        assert status == 200 and organiser["channel"] == "zalo"
+        await say(organiser["id"], "/thongke", "THỐNG KÊ THAM GIA VÒNG 1", 0)
 
     # The answer counted: the attempt's first item has a choice (B), through the real bot.
     engine = runtime(sandbox.app).engine
