@@ -13,8 +13,9 @@ from pathlib import Path
 from sandbox.schedule import write_contest_file
 
 BANNER = """\
-Hộp thử cuộc thi CCHC (diễn tập, không cần Telegram) đang chạy.
+Hộp thử cuộc thi CCHC (diễn tập, không cần Telegram hay Zalo) đang chạy.
   Mở trang: {url}
+  Kênh: Telegram và Zalo (máy chủ giả lập trên máy này)
   Cơ sở dữ liệu: {database}
   Tệp cấu hình cuộc thi: {config}
   Vòng 1 mở từ {opens} đến {closes}.
@@ -24,8 +25,8 @@ Nhấn Ctrl+C để dừng."""
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="contest-bot sandbox",
-        description="Diễn tập cuộc thi không cần Telegram: bot thật chạy trên máy chủ Bot API "
-        "giả lập, trò chuyện qua trang web.",
+        description="Diễn tập cuộc thi không cần Telegram hay Zalo: bot thật chạy trên máy chủ "
+        "Bot API giả lập của Telegram và của Zalo, trò chuyện qua trang web.",
     )
     p.add_argument("--port", type=int, default=8080, help="cổng của trang web (mặc định: 8080)")
     p.add_argument(

@@ -3,13 +3,19 @@
 What runs here::
 
     FakeBotApi (127.0.0.1, a free port)   the Telegram side: chats, files, updates
-    the bot (bot.app.build_application)   as ``contest-bot run`` builds and starts it, on the
-                                          fake's URL, with an OffsetClock
+    FakeZaloApi (127.0.0.1, a free port)  the Zalo side: plain-text chats, one update a poll
+    the bot (bot.app.build_application)   as ``contest-bot run --channel telegram,zalo``
+                                          builds and starts it, on the fakes' URLs (made-up
+                                          tokens that never leave the machine), with an
+                                          OffsetClock
     the page (aiohttp, --port)            static HTML/CSS/JS and a small JSON API that plays
                                           the personas through the fake's Python API, plus
                                           server-sent events for what changes in a chat
 
-The page never talks to the fake directly: it cannot forge a button the bot did not send,
+A persona is a Telegram user or a Zalo user. A Zalo chat is plain text only, as Zalo shows it:
+no buttons, no edits, no contact card (the person types the phone number).
+
+The page never talks to the fakes directly: it cannot forge a button the bot did not send,
 and it downloads only the files the bot sent to that persona.
 """
 
@@ -40,6 +46,7 @@ from contest.rules import LOCAL_TZ, ContestRules
 from contest.ui import texts
 from contest.usecases.staff import Actor
 from fakes.telegram import FakeBotApi, FakeMessage, FakeUser
+from fakes.zalo import FakeZaloApi, FakeZaloUser, ZaloMessage
 from handlers.console import refresh_menus
 from storage import models as m
 from storage.files import read_table
@@ -47,11 +54,13 @@ from storage.files import read_table
 log = logging.getLogger(__name__)
 
 SANDBOX_TOKEN = "700000:SANDBOX-NOT-A-REAL-TOKEN"
+SANDBOX_ZALO_TOKEN = "800000:SANDBOX-ZALO-NOT-A-REAL-TOKEN"
 ORGANISER_ID = 700_001  # the organiser of the settings (CONTEST_ADMIN_IDS)
 FIRST_PERSONA_ID = 700_101
 MAX_PERSONAS = 200
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024  # the bot itself refuses files over 5 MB, with a message
 MAX_TEXT = 4096
+MAX_ZALO_TEXT = 2000  # Zalo's own limit on a message
 MAX_NAME = 64
 EVENT_HEARTBEAT_SECONDS = 15.0
 CALLBACK_WAIT_SECONDS = 10.0
@@ -63,6 +72,7 @@ ROLE_NAMES = {
     "organiser": "Ban Tổ chức",
     "focal": "Đầu mối đơn vị",
 }
+CHANNEL_NAMES = {"telegram": "Telegram", "zalo": "Zalo"}
 STATIC = resources.files("sandbox") / "static"
 STATIC_TYPES = {".html": "text/html", ".css": "text/css", ".js": "text/javascript"}
 
@@ -84,6 +94,16 @@ class Persona:
     phone: str
     unit_code: str | None = None
     unit_name: str | None = None
+    channel: str = "telegram"
+
+    @property
+    def zalo_id(self) -> str:
+        """The persona's Zalo user id (a Zalo persona's; made up, like the fake's token)."""
+        return str(self.id)
+
+    @property
+    def account(self) -> Account:
+        return Account.zalo(self.zalo_id) if self.channel == "zalo" else Account.telegram(self.id)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -91,6 +111,8 @@ class Persona:
             "name": self.name,
             "role": self.role,
             "role_name": ROLE_NAMES[self.role],
+            "channel": self.channel,
+            "channel_name": CHANNEL_NAMES[self.channel],
             "phone": self.phone,
             "unit_code": self.unit_code,
             "unit_name": self.unit_name,
@@ -142,6 +164,32 @@ def message_record(message: FakeMessage) -> dict[str, Any]:
     }
 
 
+def zalo_record(message: ZaloMessage) -> dict[str, Any]:
+    """A Zalo message as the page shows it: plain text only (no formatting, no buttons, no
+    edits). Its id is its place in the fake's sequence (Zalo's own ids are not ordered)."""
+    text = message.text
+    if not text and message.kind != "text":
+        text = {"photo": "[Ảnh]", "image": "[Ảnh]", "sticker": "[Nhãn dán]"}.get(
+            message.kind, "[Tin nhắn không hỗ trợ]"
+        )
+    return {
+        "id": message.seq,
+        "from_bot": message.from_bot,
+        "text": text,
+        "entities": [],
+        "buttons": [],
+        "document": None,
+        "contact": None,
+        "edited": False,
+        "deleted": False,
+        "seq": message.seq,
+    }
+
+
+def zalo_seq(user: FakeZaloUser) -> int:
+    return user.messages[-1].seq if user.messages else 0
+
+
 def reply_keyboard(user: FakeUser) -> list[list[dict[str, Any]]] | None:
     markup = user.chat.reply_keyboard
     if not markup:
@@ -185,6 +233,7 @@ class Sandbox:
             bot_username="cchc_dongda_sandbox_bot",
             bot_first_name="Cuộc thi CCHC (diễn tập)",
         )
+        self.zalo = FakeZaloApi(SANDBOX_ZALO_TOKEN, bot_name="bot.CuocThiCCHC_DienTap")
         self.app: Any = None
         self.rules: ContestRules | None = None
         self.personas: dict[int, Persona] = {}
@@ -202,20 +251,26 @@ class Sandbox:
     async def start(self) -> None:
         await self.api.start()
         try:
+            await self.zalo.start()
             values: dict[str, Any] = {
                 "bot_token": self.api.token,
                 "bot_api_url": self.api.base_url,
+                "zalo_token": self.zalo.token,
+                "zalo_api_url": self.zalo.base_url,
                 "database_url": self.database_url,
                 "config": self.config,
                 "admin_ids": str(ORGANISER_ID),
                 "sweep_seconds": SWEEP_SECONDS,
-                "poll_timeout": 10,
+                # A stop waits for the Zalo poll in flight (no offset: an abandoned poll loses
+                # its update): short polls, so Ctrl+C stops the sandbox at once.
+                "poll_timeout": 2,
                 "_env_file": None,  # never a .env's real token
             }
             settings = Settings(**values)
             self.rules = load_rules(settings.config_path())
-            # The same assembly as `contest-bot run`, with the sandbox's clock.
-            self.app = build_application(settings, self.rules, clock=self.clock)
+            # The same assembly as `contest-bot run --channel telegram,zalo`, with the
+            # sandbox's clock.
+            self.app = build_application(settings, self.rules, clock=self.clock, zalo=True)
             # Two personas to begin with: a contestant, and the organiser of the settings.
             first = FIRST_PERSONA_ID
             self.add_persona_user(Persona(first, "Nguyễn Văn An", "contestant", phone_of(first)))
@@ -238,6 +293,7 @@ class Sandbox:
             with contextlib.suppress(Exception):
                 await stop(self.app)
             self.app = None
+        await self.zalo.stop()
         await self.api.stop()
 
     async def _seed(self) -> None:
@@ -264,29 +320,35 @@ class Sandbox:
 
     async def _restore_personas(self) -> None:
         """A kept database (--database-url) brings back the personas of earlier runs: the
-        sandbox's accounts that registered or were given a role."""
+        sandbox's accounts (Telegram or Zalo) that registered or were given a role."""
         service = runtime(self.app).service
         engine = runtime(self.app).engine
         low, high = FIRST_PERSONA_ID, FIRST_PERSONA_ID + 10 * MAX_PERSONAS
+
+        def ours(external_id: str) -> bool:
+            return external_id.isdigit() and low <= int(external_id) < high
+
         names: dict[int, str] = {}
+        channels: dict[int, str] = {}
         async with engine.connect() as conn:
             rows = await conn.execute(
-                select(m.AccountRow.external_id, m.PersonRow.full_name)
+                select(m.AccountRow.channel, m.AccountRow.external_id, m.PersonRow.full_name)
                 .join(m.PersonRow, m.PersonRow.id == m.AccountRow.person_id)
-                .where(m.AccountRow.channel == "telegram")
+                .where(m.AccountRow.channel.in_(CHANNEL_NAMES))
             )
-            for external_id, full_name in rows:
-                if str(external_id).isdigit() and low <= int(external_id) < high:
+            for channel, external_id, full_name in rows:
+                if ours(str(external_id)):
                     names[int(external_id)] = str(full_name)
+                    channels[int(external_id)] = str(channel)
             unit_rows = await conn.execute(select(m.UnitRow.id, m.UnitRow.code, m.UnitRow.name))
             units = {int(uid): (str(code), str(name)) for uid, code, name in unit_rows}
         roles: dict[int, tuple[str, int | None]] = {}
         for held in await service.staff.holders():
             account_id = held.account.user_id
-            if held.account.channel.value == "telegram" and account_id.isdigit():
+            if held.account.channel.value in CHANNEL_NAMES and ours(account_id):
                 role = "organiser" if held.role is Role.ORGANISER else "focal"
-                if low <= int(account_id) < high:
-                    roles[int(account_id)] = (role, held.unit_id)
+                roles[int(account_id)] = (role, held.unit_id)
+                channels[int(account_id)] = held.account.channel.value
         for user_id in sorted(set(names) | set(roles)):
             if user_id in self.personas or len(self.personas) >= MAX_PERSONAS:
                 continue
@@ -296,6 +358,7 @@ class Sandbox:
                 names.get(user_id, f"{ROLE_NAMES[role]} {user_id}"),
                 role,
                 phone_of(user_id),
+                channel=channels[user_id],
             )
             if unit_id is not None and unit_id in units:
                 persona.unit_code, persona.unit_name = units[unit_id]
@@ -336,18 +399,26 @@ class Sandbox:
 
     # ------------------------------------------------------------------ personas
 
-    def add_persona_user(self, persona: Persona) -> FakeUser:
+    def add_persona_user(self, persona: Persona) -> None:
         self.personas[persona.id] = persona
-        return self.api.user(persona.id, first_name=persona.name)
+        if persona.channel == "zalo":
+            self.zalo.user(persona.zalo_id, persona.name)
+        else:
+            self.api.user(persona.id, first_name=persona.name)
 
-    async def create_persona(self, name: str, role: str, unit_code: str | None) -> Persona:
-        """A new persona; an organiser is promoted and a focal person assigned to their unit
-        by the sandbox's organiser, through the organisers' own use cases (audited)."""
+    async def create_persona(
+        self, name: str, role: str, unit_code: str | None, channel: str = "telegram"
+    ) -> Persona:
+        """A new persona, on Telegram or Zalo; an organiser is promoted and a focal person
+        assigned to their unit by the sandbox's organiser, through the organisers' own use
+        cases (audited), whatever the channel."""
         name = " ".join(name.split())
         if not name or len(name) > MAX_NAME:
             raise Refusal(f"Tên vai phải có từ 1 đến {MAX_NAME} ký tự.")
         if role not in ROLE_NAMES:
             raise Refusal("Vai không hợp lệ: chọn Thí sinh, Ban Tổ chức hoặc Đầu mối đơn vị.")
+        if channel not in CHANNEL_NAMES:
+            raise Refusal("Kênh không hợp lệ: chọn Telegram hoặc Zalo.")
         unit_name = None
         if role == "focal":
             unit_name = dict(self.units).get(unit_code or "")
@@ -357,7 +428,7 @@ class Sandbox:
             if len(self.personas) >= MAX_PERSONAS:
                 raise Refusal(f"Hộp thử đã có {MAX_PERSONAS} vai, không tạo thêm được.")
             user_id = max([FIRST_PERSONA_ID - 1, *self.personas]) + 1
-            persona = Persona(user_id, name, role, phone_of(user_id))
+            persona = Persona(user_id, name, role, phone_of(user_id), channel=channel)
             if role == "focal":
                 persona.unit_code, persona.unit_name = unit_code, unit_name
             self.add_persona_user(persona)
@@ -366,7 +437,7 @@ class Sandbox:
                 actor = Actor(
                     Account.telegram(ORGANISER_ID), Role.ORGANISER, name="Hộp thử (diễn tập)"
                 )
-                target = f"telegram:{user_id}"
+                target = str(persona.account)  # telegram:<id> or zalo:<id>
                 try:
                     if role == "organiser":
                         await service.staff.promote(actor, target)
@@ -379,14 +450,26 @@ class Sandbox:
                 await refresh_menus(self.app)  # their console commands in the menu
         return persona
 
-    def persona_user(self, request: web.Request) -> FakeUser:
+    def persona_of(self, request: web.Request) -> Persona:
         try:
             persona_id = int(request.match_info["id"])
         except ValueError:
             raise Refusal("Không có vai này.", 404) from None
-        if persona_id not in self.personas:
+        persona = self.personas.get(persona_id)
+        if persona is None:
             raise Refusal("Không có vai này.", 404)
-        return self.api.user(persona_id)
+        return persona
+
+    def persona_user(self, request: web.Request, refusal: str = "", status: int = 400) -> FakeUser:
+        """The Telegram user of the persona; a Zalo persona is refused with ``refusal``
+        (what Zalo does not have: buttons, contact cards, files)."""
+        persona = self.persona_of(request)
+        if persona.channel != "telegram":
+            raise Refusal(refusal or "Zalo không có chức năng này.", status)
+        return self.api.user(persona.id)
+
+    def zalo_user(self, persona: Persona) -> FakeZaloUser:
+        return self.zalo.user(persona.zalo_id, persona.name)
 
     def commands_of(self, user_id: int) -> list[dict[str, str]]:
         """The bot's command menu in this chat (its own scope, else the default one)."""
@@ -406,6 +489,20 @@ class Sandbox:
             "keyboard": reply_keyboard(user),
             "commands": self.commands_of(user.id),
         }
+
+    def zalo_chat_state(self, user: FakeZaloUser, since: int = 0) -> dict[str, Any]:
+        """A Zalo chat: its messages as plain text; no reply keyboard, no command menu."""
+        return {
+            "seq": zalo_seq(user),
+            "messages": [zalo_record(m) for m in user.messages if m.seq > since],
+            "keyboard": None,
+            "commands": [],
+        }
+
+    def persona_chat_state(self, persona: Persona, since: int = 0) -> dict[str, Any]:
+        if persona.channel == "zalo":
+            return self.zalo_chat_state(self.zalo_user(persona), since)
+        return self.chat_state(self.api.user(persona.id), since)
 
     # ------------------------------------------------------------------ the clock
 
@@ -472,6 +569,7 @@ class Sandbox:
             {
                 "personas": [p.to_dict() for p in self.personas.values()],
                 "roles": ROLE_NAMES,
+                "channels": CHANNEL_NAMES,
                 "units": [{"code": code, "name": name} for code, name in self.units],
                 "clock": self.clock_state(),
                 "schedule": self.schedule_state(),
@@ -481,17 +579,21 @@ class Sandbox:
     async def _new_persona(self, request: web.Request) -> web.Response:
         body = await _json(request)
         persona = await self.create_persona(
-            str(body.get("name", "")), str(body.get("role", "")), body.get("unit_code") or None
+            str(body.get("name", "")),
+            str(body.get("role", "")),
+            body.get("unit_code") or None,
+            str(body.get("channel") or "telegram"),
         )
         return web.json_response(persona.to_dict())
 
     async def _chat(self, request: web.Request) -> web.Response:
-        return web.json_response(self.chat_state(self.persona_user(request)))
+        return web.json_response(self.persona_chat_state(self.persona_of(request)))
 
     async def _events(self, request: web.Request) -> web.StreamResponse:
         """Server-sent events: what changed in the chat (sent, edited, deleted messages, the
-        reply keyboard, the menu) since the event id the page last saw."""
-        user = self.persona_user(request)
+        reply keyboard, the menu) since the event id the page last saw; for a Zalo persona,
+        the messages sent since then."""
+        persona = self.persona_of(request)
         last = request.headers.get("Last-Event-ID") or request.query.get("since") or "0"
         since = int(last) if last.isdigit() else 0
         response = web.StreamResponse(
@@ -502,6 +604,10 @@ class Sandbox:
             }
         )
         await response.prepare(request)
+        if persona.channel == "zalo":
+            await self._zalo_events(self.zalo_user(persona), since, response)
+            return response
+        user = self.api.user(persona.id)
         chat = user.chat
         with contextlib.suppress(ConnectionResetError):
             while True:
@@ -517,20 +623,40 @@ class Sandbox:
                     await response.write(b": ping\n\n")
         return response
 
+    async def _zalo_events(
+        self, user: FakeZaloUser, since: int, response: web.StreamResponse
+    ) -> None:
+        with contextlib.suppress(ConnectionResetError):
+            while True:
+                if zalo_seq(user) > since:
+                    state = self.zalo_chat_state(user, since)
+                    since = state["seq"]
+                    data = json.dumps(state, ensure_ascii=False)
+                    await response.write(f"id: {since}\ndata: {data}\n\n".encode())
+                    continue
+                # No await between the look above and the wait: no message slips between.
+                await user.wake.wait(EVENT_HEARTBEAT_SECONDS)
+                if zalo_seq(user) <= since:
+                    await response.write(b": ping\n\n")
+
     async def _text(self, request: web.Request) -> web.Response:
-        user = self.persona_user(request)
+        persona = self.persona_of(request)
         text = str((await _json(request)).get("text", "")).strip()
+        limit = MAX_ZALO_TEXT if persona.channel == "zalo" else MAX_TEXT
         if not text:
             raise Refusal("Hãy nhập nội dung tin nhắn.")
-        if len(text) > MAX_TEXT:
-            raise Refusal(f"Tin nhắn dài quá {MAX_TEXT} ký tự.")
-        await user.send_text(text)
+        if len(text) > limit:
+            raise Refusal(f"Tin nhắn dài quá {limit} ký tự.")
+        if persona.channel == "zalo":
+            await self.zalo_user(persona).send_text(text)
+        else:
+            await self.api.user(persona.id).send_text(text)
         return web.json_response({"ok": True})
 
     async def _press(self, request: web.Request) -> web.Response:
         """Press an inline button the bot sent (only those: a Telegram app sends nothing
         else); the answer to the press (a toast or an alert) comes back."""
-        user = self.persona_user(request)
+        user = self.persona_user(request, "Zalo không có nút bấm: hãy gõ câu trả lời.")
         body = await _json(request)
         message = user.chat.by_id.get(_int(body.get("message_id")))
         data = body.get("data")
@@ -550,7 +676,9 @@ class Sandbox:
 
     async def _contact(self, request: web.Request) -> web.Response:
         """Share the persona's own contact card (the reply keyboard's button)."""
-        user = self.persona_user(request)
+        user = self.persona_user(
+            request, "Zalo không chia sẻ được danh bạ: hãy gõ số điện thoại của vai."
+        )
         await user.share_contact(self.personas[user.id].phone)
         # Telegram hides a one-time keyboard once it is used.
         markup = user.chat.reply_keyboard
@@ -561,7 +689,7 @@ class Sandbox:
         return web.json_response({"ok": True})
 
     async def _document(self, request: web.Request) -> web.Response:
-        user = self.persona_user(request)
+        user = self.persona_user(request, "Hộp thử chưa gửi được tệp qua Zalo: hãy dùng Telegram.")
         if not request.content_type.startswith("multipart/"):
             raise Refusal("Hãy chọn một tệp để gửi.")
         reader = await request.multipart()
@@ -582,7 +710,7 @@ class Sandbox:
 
     async def _download(self, request: web.Request) -> web.Response:
         """A file the bot sent in this persona's chat (an export), as an attachment."""
-        user = self.persona_user(request)
+        user = self.persona_user(request, "Không tìm thấy tệp này trong cuộc trò chuyện.", 404)
         file_id = request.match_info["file_id"]
         for message in user.chat.all_messages:
             document = message.document

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from aiohttp import ClientSession, FormData
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.app import clock_moved, runtime
@@ -20,6 +21,7 @@ from contest.clock import ManualClock, OffsetClock
 from fakes.telegram import FakeBotApi
 from sandbox.schedule import contest_file, write_contest_file
 from sandbox.server import ORGANISER_ID, Sandbox
+from storage import models as m
 from tests.conftest import BotRunner, has, pg_engine, register_civil_servant, say
 
 
@@ -248,6 +250,7 @@ async def test_a_kept_database_brings_back_the_personas_of_an_earlier_run(tmp_pa
         focal = await first.create_persona("Đầu mối Lan", "focal", unit_code)
         deputy = await first.create_persona("Phó ban Minh", "organiser", None)
         walker = await first.create_persona("Chưa làm gì", "contestant", None)
+        zalo_organiser = await first.create_persona("Ban tổ chức Zalo", "organiser", None, "zalo")
         user = first.api.user(first.personas[700_101].id)
         await register_civil_servant(user, name="Nguyễn Văn An", phone="0900700101")
     finally:
@@ -260,5 +263,134 @@ async def test_a_kept_database_brings_back_the_personas_of_an_earlier_run(tmp_pa
         assert restored[deputy.id] == (f"Ban Tổ chức {deputy.id}", "organiser", None)
         assert restored[700_101] == ("Nguyễn Văn An", "contestant", None)
         assert walker.id not in restored  # nothing of theirs was kept
+        assert restored[zalo_organiser.id][1] == "organiser"
+        assert again.personas[zalo_organiser.id].channel == "zalo"
     finally:
         await again.stop()
+
+
+async def test_a_zalo_persona_registers_and_answers_a_question_through_the_page_api(
+    sandbox: Sandbox,
+):
+    """The bot serves Zalo too in the sandbox (the Zalo fake, a made-up token): a Zalo
+    persona types everything, and its chat is plain text, live on the event stream."""
+    assert runtime(sandbox.app).zalo is not None
+    assert sandbox.zalo.url.startswith("http://127.0.0.1:")
+    async with ClientSession() as session:
+
+        async def say(pid: int, text: str, expect: str, since: int) -> dict[str, Any]:
+            status, _ = await call(
+                session, sandbox, "POST", f"/api/personas/{pid}/text", {"text": text}
+            )
+            assert status == 200
+            for _ in range(100):
+                status, chat = await call(session, sandbox, "GET", f"/api/personas/{pid}/chat")
+                found = [
+                    m
+                    for m in chat["messages"]
+                    if m["from_bot"] and m["seq"] > since and expect in m["text"]
+                ]
+                if found:
+                    return dict(found[-1])
+                await asyncio.sleep(0.1)
+            raise AssertionError(f"no {expect!r} after {text!r}: {chat['messages'][-3:]}")
+
+        async def pick(pid: int, message: dict[str, Any], label: str, expect: str) -> Any:
+            line = next(x for x in message["text"].splitlines() if label in x)
+            return await say(pid, line.split(".")[0], expect, message["seq"])
+
+        status, persona = await call(
+            session,
+            sandbox,
+            "POST",
+            "/api/personas",
+            {"name": "Lê <b>Zalo</b>", "role": "contestant", "channel": "telegram-x"},
+        )
+        assert status == 400 and "Kênh không hợp lệ" in persona["error"]
+        status, persona = await call(
+            session,
+            sandbox,
+            "POST",
+            "/api/personas",
+            {"name": "Lê <b>Zalo</b>", "role": "contestant", "channel": "zalo"},
+        )
+        assert status == 200 and persona["channel"] == "zalo"
+        pid, phone = persona["id"], persona["phone"]
+        status, state = await call(session, sandbox, "GET", "/api/state")
+        assert {p["id"]: p["channel"] for p in state["personas"]}[pid] == "zalo"
+
+        # The event stream of the Zalo chat, open before anything is said.
+        events = await session.get(f"{sandbox.url}/api/personas/{pid}/events")
+        assert events.headers["Content-Type"] == "text/event-stream"
+
+        welcome = await say(pid, "/start", "kênh dự thi trên Zalo", 0)
+        assert welcome["buttons"] == [] and welcome["entities"] == []
+        assert not welcome["edited"]
+        assert "Xin chào Lê <b>Zalo</b>!" in welcome["text"]  # plain text: the name as typed
+        consent = await pick(pid, welcome, "Đăng ký dự thi", "Tôi đồng ý")
+        await pick(
+            pid,
+            consent,
+            "Tôi đồng ý",
+            "họ và tên",
+        )
+        await say(pid, "Lê Văn Zalo", "ngày sinh", consent["seq"])
+        ask = await say(pid, "12/12/1988", "số điện thoại di động", consent["seq"])
+        group = await say(pid, phone, "tư cách nào", ask["seq"])
+        kind = await pick(pid, group, "Công dân", "phường")
+        found = await say(pid, "kim lien", "Kết quả tìm kiếm", kind["seq"])
+        summary = await pick(pid, found, "Kim Liên", "kiểm tra lại")
+        await pick(pid, summary, "Xác nhận đăng ký", "đăng ký dự thi thành công")
+
+        intro = await say(pid, "thi", "gõ 1 để bắt đầu", summary["seq"])
+        card = await pick(pid, intro, "Bắt đầu làm bài", "Câu 1/20")
+        assert "\nA. " in card["text"] and "⏱ Còn lại" in card["text"]
+        # No buttons on Zalo: a press or a contact card is refused, nothing reaches the bot.
+        status, body = await call(
+            session, sandbox, "POST", f"/api/personas/{pid}/press", {"message_id": 1, "data": "x"}
+        )
+        assert status == 400 and "gõ câu trả lời" in body["error"]
+        status, body = await call(session, sandbox, "POST", f"/api/personas/{pid}/contact", {})
+        assert status == 400 and "gõ số điện thoại" in body["error"]
+        second = await say(pid, "b.", "Câu 2/20", card["seq"])
+        assert second["seq"] > card["seq"]
+
+        # The event stream sent the same messages as they came, as plain text.
+        seen: list[dict[str, Any]] = []
+        while not any("Câu 2/20" in m["text"] for m in seen):
+            line = await asyncio.wait_for(events.content.readline(), 5)
+            if line.startswith(b"data: "):
+                seen.extend(json.loads(line[6:])["messages"])
+        assert [m["seq"] for m in seen] == sorted(m["seq"] for m in seen)
+        assert any(m["text"] == phone and not m["from_bot"] for m in seen)
+        events.close()
+
+        # An organiser on Zalo: promoted by the sandbox's organiser, the console answers.
+        status, organiser = await call(
+            session,
+            sandbox,
+            "POST",
+            "/api/personas",
+            {"name": "Phó ban Zalo", "role": "organiser", "channel": "zalo"},
+        )
+        assert status == 200 and organiser["channel"] == "zalo"
+        await say(organiser["id"], "/thongke", "THỐNG KÊ THAM GIA VÒNG 1", 0)
+
+    # The answer counted: the attempt's first item has a choice (B), through the real bot.
+    engine = runtime(sandbox.app).engine
+    async with engine.connect() as conn:
+        person = (
+            await conn.execute(
+                select(m.AccountRow.person_id).where(
+                    m.AccountRow.channel == "zalo", m.AccountRow.external_id == str(pid)
+                )
+            )
+        ).scalar_one()
+        choices = (
+            await conn.execute(
+                select(m.AttemptItemRow.position)
+                .join(m.AttemptRow, m.AttemptRow.id == m.AttemptItemRow.attempt_id)
+                .where(m.AttemptRow.person_id == person, m.AttemptItemRow.choice.is_not(None))
+            )
+        ).all()
+    assert [row[0] for row in choices] == [0]

@@ -217,14 +217,20 @@ class Page:
         self.until(lambda d: d.find_element(By.CSS_SELECTOR, "#reply-kb button")).click()
         return self.bot_message(expect, since)
 
-    def new_persona(self, name: str, role: str = "contestant") -> int:
+    def new_persona(self, name: str, role: str = "contestant", channel: str = "telegram") -> int:
         before = self.persona
         d = self.driver
         d.find_element(By.ID, "new-persona-open").click()
         d.find_element(By.ID, "new-name").send_keys(name)
         d.find_element(By.CSS_SELECTOR, f"#new-role option[value='{role}']").click()
+        d.find_element(By.CSS_SELECTOR, f"#new-channel option[value='{channel}']").click()
         d.find_element(By.ID, "new-persona-create").click()
-        self.until(lambda _: self.persona != before)
+        try:
+            self.until(lambda _: self.persona != before)
+        except Exception:
+            self.shot("debug-new-persona")
+            toast = d.find_element(By.ID, "toast").text
+            raise AssertionError(f"no new persona; toast: {toast!r}") from None
         return self.persona
 
     def move_clock(self, label: str) -> None:
@@ -249,6 +255,29 @@ class Page:
         self.say(ward_search, "Kết quả tìm kiếm")
         self.press("phường Kim Liên", "kiểm tra lại")
         self.press("✅ Xác nhận đăng ký", "đăng ký dự thi thành công")
+
+    def choose(self, label: str, expect: str) -> WebElement:
+        """On Zalo: type the number of the newest numbered choice with this label."""
+        for message in reversed(self.driver.find_elements(By.CSS_SELECTOR, ".msg.bot")):
+            for line in message.text.splitlines():
+                found = re.match(r"^(\d+)\. (.*)$", line)
+                if found and label in found.group(2):
+                    return self.say(found.group(1), expect)
+        raise AssertionError(f"no numbered choice {label!r} on the page")
+
+    def register_on_zalo(self, name: str) -> None:
+        """Register as a citizen on Zalo: every step typed, the phone number too."""
+        phone = self.driver.find_element(By.ID, "zalo-phone").text
+        assert re.fullmatch(r"0\d{9}", phone), phone
+        self.say("/dangky", "Tôi đồng ý")
+        self.choose("Tôi đồng ý", "họ và tên")
+        self.say(name, "ngày sinh")
+        self.say("01/01/1995", "số điện thoại di động")
+        self.say(phone, "tư cách nào")
+        self.choose("Công dân", "phường")
+        self.say("kim lien", "Kết quả tìm kiếm")
+        self.choose("Kim Liên", "kiểm tra lại")
+        self.choose("Xác nhận đăng ký", "đăng ký dự thi thành công")
 
     def start_exam(self) -> WebElement:
         self.say("/thi", "Bắt đầu")
@@ -441,3 +470,34 @@ def test_the_bots_formatting_is_shown_as_telegram_shows_it_and_the_rest_escaped(
     assert bold and bold[0].text == "<i>Hà</i> & <script>x</script>"
     assert not greeting.find_elements(By.CSS_SELECTOR, ".text i, .text script")
     page.shot("00-loi-chao")
+
+
+def test_a_zalo_persona_registers_by_typing_and_takes_an_attempt_to_the_end(page: Page):
+    """A Zalo chat on the page: plain text, no buttons, no edits; the person types the
+    phone number, the numbers of the choices and the letters of the answers."""
+    page.open()
+    page.new_persona("Trịnh Văn Zalo", channel="zalo")
+    assert page.driver.find_element(By.TAG_NAME, "body").get_attribute("data-channel") == "zalo"
+    assert not page.driver.find_element(By.ID, "menu-open").is_displayed()
+    page.register_on_zalo("Trịnh Văn Zalo")
+    page.shot("11-zalo-dang-ky-xong")
+    intro = page.say("thi", "gõ 1 để bắt đầu")
+    assert "Bắt đầu làm bài" in intro.text
+    card = page.choose("Bắt đầu làm bài", "Câu 1/20")
+    assert "⏱ Còn lại" in card.text and "\nA. " in card.text
+    page.shot("12-zalo-cau-hoi")
+    for position in range(1, 21):
+        expect = f"Câu {position + 1}/20" if position < 20 else "hoàn thành bài thi"
+        message = page.say("abc"[position % 3] if position % 2 else "ABC"[position % 3], expect)
+    assert re.search(r"\b\d{1,2}/20\b", message.text), message.text
+    assert "còn 1 lần thi" in message.text
+    page.shot("13-zalo-ket-qua")
+    # One message per question, never edited, and never a button on the page.
+    cards = [
+        m.text
+        for m in page.driver.find_elements(By.CSS_SELECTOR, ".msg.bot")
+        if re.search(r"Câu \d+/20", m.text)
+    ]
+    assert len(cards) == 20
+    assert not page.driver.find_elements(By.CSS_SELECTOR, ".msg .kb button, .edited")
+    assert not page.driver.find_elements(By.CSS_SELECTOR, ".msg.bot .text b")  # plain text

@@ -313,7 +313,23 @@ $("file").addEventListener("change", () => {
 // ------------------------------------------------------------------ personas
 
 function personaLabel(p) {
-  return p.role === "focal" ? `${p.name} — ${p.role_name} (${p.unit_name})` : `${p.name} — ${p.role_name}`;
+  const role = p.role === "focal" ? `${p.role_name} (${p.unit_name})` : p.role_name;
+  return `${p.name} — ${role}${p.channel === "zalo" ? " · Zalo" : ""}`;
+}
+
+// A Zalo chat is plain text: no command menu, no files, no reply keyboard; the person
+// types letters, numbers and the phone number.
+function showChannel(persona) {
+  const zalo = Boolean(persona && persona.channel === "zalo");
+  document.body.classList.toggle("zalo", zalo);
+  document.body.dataset.channel = zalo ? "zalo" : "telegram";
+  $("menu-open").hidden = zalo;
+  $("file").disabled = zalo;
+  $("file").parentElement.hidden = zalo;
+  $("zalo-hint").hidden = !zalo;
+  $("zalo-phone").textContent = zalo ? persona.phone : "";
+  $("text").maxLength = zalo ? 2000 : 4096;
+  $("text").placeholder = zalo ? "Nhập tin nhắn Zalo…" : "Nhập tin nhắn hoặc lệnh…";
 }
 
 function renderPersonas() {
@@ -337,6 +353,7 @@ async function selectPersona(id) {
   $("persona").value = String(id);
   $("chat").querySelectorAll(".msg").forEach((n) => n.remove());
   $("menu").hidden = true;
+  showChannel(state.personas.find((p) => p.id === id));
   const chat = await act(null, () => api(`/api/personas/${id}/chat`));
   if (!chat || state.persona !== id) return;
   apply(chat);
@@ -347,6 +364,16 @@ async function selectPersona(id) {
 }
 
 $("persona").addEventListener("change", () => selectPersona(Number($("persona").value)));
+// A page left for another one may be kept in the browser's back/forward cache with its
+// event stream still open; a browser opens only 6 connections to the sandbox, so a few
+// such pages would hold up every request of the page in use. Close it; open it again on
+// coming back.
+window.addEventListener("pagehide", () => {
+  if (state.source) { state.source.close(); state.source = null; }
+});
+window.addEventListener("pageshow", (event) => {
+  if (event.persisted && state.persona) selectPersona(state.persona);
+});
 window.addEventListener("hashchange", () => {
   const wanted = Number((location.hash.match(/vai=(\d+)/) || [])[1]);
   if (wanted && wanted !== state.persona && state.personas.some((p) => p.id === wanted)) {
@@ -367,7 +394,12 @@ $("new-persona").addEventListener("submit", (event) => {
   act($("new-persona-create"), async () => {
     const persona = await api("/api/personas", {
       method: "POST",
-      body: { name: $("new-name").value, role: $("new-role").value, unit_code: $("new-unit").value },
+      body: {
+        name: $("new-name").value,
+        role: $("new-role").value,
+        unit_code: $("new-unit").value,
+        channel: $("new-channel").value,
+      },
     });
     state.personas.push(persona);
     renderPersonas();
