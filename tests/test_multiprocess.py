@@ -21,8 +21,10 @@ from aiohttp import web
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from contest.model import Channel
 from contest.rules import LOCAL_TZ
 from fakes.telegram import FakeBotApi, FakeMessage, FakeUser
+from scheduler.deadlines import scheduler_lease
 from storage import leases
 from storage import models as m
 from tests.conftest import (
@@ -35,6 +37,8 @@ from tests.conftest import (
     seed,
 )
 from tests.test_e2e_exam import correct_label
+
+LEASE = scheduler_lease([Channel.TELEGRAM])  # the lease of a Telegram-only bot
 
 pytestmark = pytest.mark.postgres
 
@@ -247,7 +251,7 @@ async def test_two_processes_behave_like_one(cluster, fake_api: FakeBotApi):
         await answer(user, engine, card, attempt_id, position)
 
     # Kill the process holding the scheduler lease, mid-attempt.
-    holder = await leases.holder_of(engine, "scheduler")
+    holder = await leases.holder_of(engine, LEASE)
     assert holder is not None
     victim, survivor = (a, b) if pid_of(holder[0]) == a.proc.pid else (b, a)
     victim.kill()
@@ -269,7 +273,7 @@ async def test_two_processes_behave_like_one(cluster, fake_api: FakeBotApi):
 
     # The survivor takes the lease over once it runs out.
     for _ in range(50):
-        holder = await leases.holder_of(engine, "scheduler")
+        holder = await leases.holder_of(engine, LEASE)
         if holder is not None and pid_of(holder[0]) == survivor.proc.pid:
             break
         await asyncio.sleep(0.2)

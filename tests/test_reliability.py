@@ -19,8 +19,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.app import runtime
 from contest.clock import ManualClock
+from contest.model import Channel
 from contest.services import INLINE_RESULT_GRACE
 from fakes.telegram import FakeBotApi, FakeMessage, FakeUser
+from scheduler.deadlines import scheduler_lease
 from scheduler.lease import holder_is_dead
 from storage import leases
 from storage import models as m
@@ -28,6 +30,8 @@ from storage.db import create_engine
 from tests.conftest import BotRunner, has, pg_engine, register_civil_servant, say
 from tests.test_e2e_exam import answer_questions, attempt_rows, engine_of, open_exam
 from tests.test_sqlite_busy import LockHolder
+
+LEASE = scheduler_lease([Channel.TELEGRAM])  # the lease of a Telegram-only bot
 
 
 async def _exam_card(bot: BotRunner, api: FakeBotApi, uid: int, phone: str) -> FakeUser:
@@ -226,11 +230,11 @@ async def test_a_restarted_process_takes_its_dead_predecessors_lease_at_once(
     closes the overdue attempts now, not 45 s late."""
     dead = f"{socket.gethostname()}:{_dead_pid()}:deadbe"
     now = datetime.now(UTC)
-    assert await leases.try_acquire(seeded, "scheduler", dead, now, 45.0)
+    assert await leases.try_acquire(seeded, LEASE, dead, now, 45.0)
     runner = BotRunner(fake_api, rules, clock, lambda: pg_engine(database_url))
     await runner.start()
     try:
-        holder = await leases.holder_of(runtime(runner.app).engine, "scheduler")
+        holder = await leases.holder_of(runtime(runner.app).engine, LEASE)
         assert holder is not None and holder[0] == runtime(runner.app).lease.holder
         user = fake_api.user(5170)
         await register_civil_servant(user, phone="0921000070")
@@ -253,11 +257,11 @@ async def test_a_live_holder_on_this_host_keeps_its_lease(
     alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     try:
         other = f"{socket.gethostname()}:{alive.pid}:a1b2c3"
-        assert await leases.try_acquire(seeded, "scheduler", other, datetime.now(UTC), 45.0)
+        assert await leases.try_acquire(seeded, LEASE, other, datetime.now(UTC), 45.0)
         runner = BotRunner(fake_api, rules, clock, lambda: pg_engine(database_url))
         await runner.start()
         try:
-            holder = await leases.holder_of(runtime(runner.app).engine, "scheduler")
+            holder = await leases.holder_of(runtime(runner.app).engine, LEASE)
             assert holder is not None and holder[0] == other
             assert not runtime(runner.app).lease.holding
         finally:

@@ -14,12 +14,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from bench.suite import seed_attempts, seed_bank, seed_people
 from bot.app import runtime
 from contest.clock import ManualClock
+from contest.model import Channel
 from fakes.telegram import FakeBotApi
-from scheduler.deadlines import DELIVERY_CONCURRENCY
+from scheduler.deadlines import DELIVERY_CONCURRENCY, scheduler_lease
 from scheduler.throttle import SendThrottle
 from storage import leases
 from storage import models as m
 from tests.conftest import BotRunner, has, register_civil_servant, say
+
+LEASE = scheduler_lease([Channel.TELEGRAM])  # the lease of a Telegram-only bot
 
 
 class FakeTime:
@@ -292,7 +295,7 @@ async def test_only_the_lease_holder_sends_results(
     async with rt.engine.begin() as conn:  # another process takes the lease, in one step
         await conn.execute(
             update(m.LeaseRow)
-            .where(m.LeaseRow.name == "scheduler")
+            .where(m.LeaseRow.name == LEASE)
             .values(holder="other-process", expires_at=later)
         )
     for _ in range(100):
