@@ -463,6 +463,7 @@ class DeadlineScheduler:
         return sent
 
     async def _deliver_one(self, note: Notification, marks: SentMarks) -> int:
+        account: Account | None = None
         try:
             notice = await render(self.service, note)
             if notice is None:  # nothing left to say (a warning for an attempt over)
@@ -480,6 +481,15 @@ class DeadlineScheduler:
             return 1
         except Unreachable as exc:
             # Blocked by the person, or the chat is gone: sending again would fail again.
+            # A person linked on another channel is reached there instead (once: a second
+            # refusal there ends it).
+            if (
+                account is not None
+                and note.tries <= 1
+                and await self.service.outbox.reroute(note, account, self.senders.keys())
+            ):
+                log.info("notification %s: blocked on one channel, sent on another", note.id)
+                return 0
             log.info("notification %s: the person cannot be reached", note.id)
             await self.service.outbox.ended(note.id, "blocked", str(exc))
             await self.service.outbox.unreachable(note.person_id)

@@ -141,3 +141,33 @@ async def test_the_console_through_zalo(both: Any, bot: Both):
     async with runtime(bot.app).engine.connect() as conn:
         actions = (await conn.execute(select(m.AuditRow.action))).scalars().all()
     assert "xuat" not in actions
+
+
+async def test_a_person_who_blocks_the_bot_on_one_channel_is_reached_on_the_other(
+    both: Any, bot: Both, fake_api: FakeBotApi, clock: ManualClock
+):
+    """A linked person blocks the Telegram bot: their result goes to Zalo instead, and they
+    are not marked unreachable (reminders and broadcasts still reach them there)."""
+    app, zalo = both
+    engine = runtime(app).engine
+    tg_user = fake_api.user(7101)
+    await register_civil_servant(tg_user, phone="0912000711")
+    shown = await tg_say(tg_user, "/lienket", "Mã liên kết")
+    code = re.search(r"Mã liên kết của bạn: (\d{6})", shown.text)
+    assert code is not None
+    z_user = zalo.user("z-711", "Bình trên Zalo")
+    await say(z_user, f"lienket {code.group(1)}", "Đã liên kết")
+
+    clock.advance(seconds=5)
+    await open_exam(tg_user)  # on Telegram: the channel used last
+    tg_user.block()
+    clock.advance(minutes=21)
+    result = await z_user.wait_for(has("Đã hết thời gian làm bài"))
+    assert "0/20" in result.text
+    async with engine.connect() as conn:
+        unreachable = (
+            await conn.execute(
+                select(m.PersonRow.unreachable_at).where(m.PersonRow.phone.like("%912000711"))
+            )
+        ).scalar_one()
+    assert unreachable is None

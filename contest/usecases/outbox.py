@@ -191,6 +191,26 @@ class Outbox(UseCase):
             return preferred
         return next((a for a in accounts if a.channel in channels), None)
 
+    async def reroute(
+        self, note: Notification, blocked: Account, channels: Collection[Channel]
+    ) -> Account | None:
+        """The person blocked the bot on ``blocked`` but has another account on one of
+        ``channels``: that one becomes the one used last (so this notice and the next go
+        there), and the notice is offered again at once. None when there is no other
+        account: the person is unreachable."""
+        if note.person_id is None:
+            return None
+        async with self.uow() as uow:
+            accounts = await uow.accounts.of_person(note.person_id)
+            other = next((a for a in accounts if a != blocked and a.channel in channels), None)
+            if other is None:
+                return None
+            now = self.clock.now()
+            await uow.accounts.touch(other, now)
+            await uow.outbox.retry_at(note.id, f"blocked on {blocked.channel.value}", now)
+            await uow.commit()
+        return other
+
     async def unreachable(self, person_id: int | None) -> None:
         """The platform said the person cannot be reached: bulk sends skip them from now
         on, until they write to the bot again."""
