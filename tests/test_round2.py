@@ -321,7 +321,7 @@ def test_round2_questions_avoid_round1s_where_the_bank_allows(seed: int):
 
 
 async def test_round2_asks_no_prediction_under_the_prediction_rule(
-    seeded: AsyncEngine, rules: ContestRules, clock: ManualClock
+    seeded: AsyncEngine, rules: ContestRules, clock: ManualClock, database_url: str
 ):
     """The prediction question belongs to round 1: round 2's last answer shows the result at
     once (its ties go by time), and a number typed afterwards is no prediction."""
@@ -361,3 +361,10 @@ async def test_round2_asks_no_prediction_under_the_prediction_rule(
     assert await service.exams.awaiting_prediction(person) is None
     assert await service.exams.predict(person, "7") is None  # a number is no prediction here
     assert (await service.results.tie_rule(2)).uses_prediction is False
+
+    # Locked after sitting round 2: out of the prizes, and listed as locked, not as absent.
+    await lock_directly(database_url, person)
+    clock.set(rules.round2.round.window.closes + timedelta(minutes=1))
+    allocation = await service.prizes.preview()
+    assert allocation.awarded == [] and allocation.absent == []
+    assert len(allocation.locked) == 1

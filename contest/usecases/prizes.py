@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from contest.errors import ContestError
@@ -46,6 +46,7 @@ class Allocation:
     labels: dict[int, PersonLabel]
     digest: str
     confirmed: list[Confirmed]  # once confirmed
+    locked: list[int] = field(default_factory=list)  # qualifiers locked out (no prize)
 
 
 class Prizes(UseCase):
@@ -79,15 +80,21 @@ class Prizes(UseCase):
         awarded = allocate_prizes(ranked, self.rules.prizes)
         ties = prize_ties(ranked, self.rules.prizes)
         sat = {r.person_id for r in results}
-        absent = sorted(qualifiers - sat)
-        shown = {r.result.person_id for _, r in awarded} | set(absent)
+        absent: list[int] = []
+        locked: list[int] = []
+        for person_id in sorted(qualifiers - sat):  # locked persons are out of the ranking
+            person = await uow.persons.get(person_id)
+            (locked if person is not None and person.locked else absent).append(person_id)
+        shown = {r.result.person_id for _, r in awarded} | set(absent) | set(locked)
         shown |= {r.result.person_id for t in ties for r in t.inside + t.outside}
         shown |= {c.person_id for c in confirmed}
         labels = await uow.stats.labels(sorted(shown))
         digest = fingerprint(
             [(r.result.person_id, r.result.attempt_id, r.rank, len(p)) for p, r in awarded]
         )
-        return Allocation(rule, awarded, ties, absent, len(ranked), labels, digest, confirmed)
+        return Allocation(
+            rule, awarded, ties, absent, len(ranked), labels, digest, confirmed, locked
+        )
 
     async def confirm(self, actor: Actor, digest: str, *, accept_ties: bool) -> Allocation:
         """Confirm the allocation previewed (fingerprint ``digest``). With a tie on a

@@ -71,6 +71,9 @@ def allocation_reply(ui: Ui, allocation: Allocation) -> Reply:
     if allocation.absent:
         names = ", ".join(_name(labels, p) for p in allocation.absent)
         tail += ["", f"Không dự thi vòng 2 (không xét giải): {names}."]
+    if allocation.locked:
+        names = ", ".join(_name(labels, p) for p in allocation.locked)
+        tail += ["", f"Tài khoản bị khóa (không xét giải): {names}."]
     if not allocation.awarded:
         return Reply(_fit([*lines, "Chưa có thí sinh nào có kết quả vòng 2."], tail))
     if allocation.ties:
