@@ -214,6 +214,8 @@ def guide(rules: ContestRules) -> str:
             "4. Gõ ketqua để xem kết quả, hoso để xem hồ sơ đăng ký.",
             "5. Đã đăng ký trên Telegram? Gõ /lienket trong bot Telegram để lấy mã, rồi gõ "
             "lienket kèm mã đó ở đây (ví dụ: lienket 123456) để dùng chung hồ sơ.",
+            "6. Vòng 2 (thí sinh có tên trong danh sách, thi tập trung tại hội trường): gõ vong2 "
+            "rồi gõ mã phòng thi do Ban Tổ chức công bố tại hội trường, sau đó gõ 1 để bắt đầu.",
             "",
             COMMANDS,
             texts.SUPPORT,
