@@ -26,8 +26,9 @@ texts.ERRORS.update(
         "gì thay đổi. Gõ /giaithuong để xem.",
         "prizes_stale": "Kết quả vòng 2 đã thay đổi kể từ khi xem (ví dụ có câu hỏi được sửa "
         "đáp án). Không có gì thay đổi. Gõ /giaithuong để xem lại.",
-        "prize_tie_unsettled": "Có thí sinh đồng hạng ở ranh giới giải. Vui lòng xem lại và "
-        "bấm nút xác nhận phân định theo thời điểm nộp bài. Không có gì thay đổi.",
+        "prize_tie_unsettled": "Có thí sinh đồng hạng ở ranh giới giải. Vui lòng xem lại "
+        "(/giaithuong) và bấm “✅ Xác nhận, phân định đồng hạng như trên” nếu đồng ý phân "
+        "định theo thời điểm nộp bài. Không có gì thay đổi.",
         "no_prizes": "Không có thí sinh nào có kết quả vòng 2; không có giải nào để xác nhận.",
         "prizes_not_confirmed": "Kết quả giải thưởng chưa được xác nhận. Gõ /giaithuong.",
         "export_unavailable": "Chức năng xuất tệp chưa sẵn sàng trên máy chủ này.",
@@ -80,8 +81,9 @@ def allocation_reply(ui: Ui, allocation: Allocation) -> Reply:
         tail += [
             "",
             "⚠️ Có đồng hạng ở ranh giới giải: hệ thống không tự phân định. Nếu Ban Tổ chức "
-            "đồng ý phân định theo thời điểm nộp bài sớm hơn như trên, bấm nút xác nhận bên "
-            "dưới; nếu không, hãy thống nhất cách phân định khác trước khi xác nhận.",
+            "đồng ý phân định theo thời điểm nộp bài sớm hơn như trên, bấm “✅ Xác nhận, phân "
+            "định đồng hạng như trên”; nếu không, hãy thống nhất cách phân định khác trước khi "
+            "xác nhận.",
         ]
         confirm = Choice(
             "✅ Xác nhận, phân định đồng hạng như trên",
