@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -406,3 +407,33 @@ def test_settings_register_every_secret(log_to_string: Configure) -> None:
     text = out.getvalue()
     for secret in ("settings-token-value", "db-Passw0rd-x", "route-Zq81kd", "hook_secret_value"):
         assert secret not in text, secret
+
+
+async def test_no_personal_data_or_zalo_token_in_the_debug_log_of_a_zalo_registration(
+    rules: ContestRules,
+    clock: ManualClock,
+    tmp_path: Path,
+    log_to_string: Configure,
+) -> None:
+    """``--log-level DEBUG`` on the Zalo channel: the typed phone number and birth date of
+    a registration and the Zalo token (in every request's path) stay out of the log."""
+    from fakes.zalo import FakeZaloApi
+    from tests.test_zalo_e2e import ZaloRunner, register_zalo, say, seeded_file
+
+    out = log_to_string("DEBUG")
+    url = await seeded_file(tmp_path, rules, clock)
+    async with FakeZaloApi() as zalo_api:
+        runner = ZaloRunner(zalo_api, rules, clock, url)
+        await runner.start()
+        try:
+            user = zalo_api.user("z-log", "Cường")
+            await register_zalo(user, phone="0931234567", birth="12/12/1988")
+            profile = await say(user, "hoso", "HỒ SƠ")
+            assert "12/12/1988" in profile.text  # the data did go through the bot
+        finally:
+            await runner.stop()
+        token = zalo_api.token
+    log = out.getvalue()
+    assert "registered" in log  # our own lines are there
+    for form in ("0931234567", "+84931234567", "84931234567", "931234567", "12/12/1988", token):
+        assert form not in log, form
