@@ -180,6 +180,19 @@ async def test_link_from_zalo_then_notices_follow_the_channel_used_last(
     # Round 1 opens: «Vào thi» under the announcement, chosen by its number, leads to the exam.
     clock.set(local(2024, 8, 1, 7, 0, 5))
     await received(zonly, "Vòng 1 đã mở")
+    # The notice's choices are remembered once it is sent: a person reads it first.
+    engine = runtime(both).engine
+    loop = asyncio.get_running_loop()
+    until = loop.time() + 5
+    while True:
+        async with engine.connect() as conn:
+            state = await conn.scalar(
+                select(m.DialogueRow.data).where(m.DialogueRow.external_id == "z-only")
+            )
+        if state is not None and "i:exam" in state:
+            break
+        assert loop.time() < until, state
+        await asyncio.sleep(0.05)
     await say(zonly, "1", "gõ 1 để bắt đầu làm bài")
 
     # The linked person takes an attempt on Zalo: a broadcast then goes to Zalo only.
