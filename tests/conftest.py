@@ -241,3 +241,26 @@ async def register_citizen(
     await press(user, ward_label, "kiểm tra lại")
     await user.press("✅ Xác nhận đăng ký")
     return await user.wait_for(has("đăng ký dự thi thành công"))
+
+
+# The organiser of the settings in the console tests (CONTEST_ADMIN_IDS).
+ADMIN = 9001
+
+
+@pytest.fixture
+async def console_bot(
+    fake_api: FakeBotApi,
+    rules: ContestRules,
+    clock: ManualClock,
+    seeded: AsyncEngine,
+    database_url: str,
+) -> AsyncIterator[BotRunner]:
+    """The bot with ``ADMIN`` an organiser of the settings (a test file may override it)."""
+    runner = BotRunner(
+        fake_api, rules, clock, lambda: pg_engine(database_url), admin_ids=str(ADMIN)
+    )
+    await runner.start()
+    try:
+        yield runner
+    finally:
+        await runner.stop()

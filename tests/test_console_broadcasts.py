@@ -11,11 +11,9 @@ import asyncio
 import json
 import random
 from collections import Counter
-from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-import pytest
 from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -30,29 +28,10 @@ from contest.usecases.staff import Actor
 from fakes.telegram import FakeBotApi, FakeMessage, FakeUser
 from storage import models as m
 from storage.uow import SqlUnitOfWorkFactory
-from tests.conftest import BotRunner, has, pg_engine, register_civil_servant, say
+from tests.conftest import ADMIN, BotRunner, has, register_civil_servant, say
 
-ADMIN = 9001
 FIRST_UID = 700_000
 HEADER = "THÔNG BÁO CỦA BAN TỔ CHỨC CUỘC THI"
-
-
-@pytest.fixture
-async def console_bot(
-    fake_api: FakeBotApi,
-    rules: ContestRules,
-    clock: ManualClock,
-    seeded: AsyncEngine,
-    database_url: str,
-) -> AsyncIterator[BotRunner]:
-    runner = BotRunner(
-        fake_api, rules, clock, lambda: pg_engine(database_url), admin_ids=str(ADMIN)
-    )
-    await runner.start()
-    try:
-        yield runner
-    finally:
-        await runner.stop()
 
 
 async def _people(

@@ -5,37 +5,12 @@ the settings, promoting and demoting in the chat, focal persons, refusals of con
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 
-import pytest
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncEngine
 
-from contest.clock import ManualClock
-from contest.rules import ContestRules
 from fakes.telegram import FakeBotApi
 from storage import models as m
-from tests.conftest import BotRunner, has, pg_engine, register_civil_servant, say
-
-ADMIN = 9001
-
-
-@pytest.fixture
-async def console_bot(
-    fake_api: FakeBotApi,
-    rules: ContestRules,
-    clock: ManualClock,
-    seeded: AsyncEngine,
-    database_url: str,
-) -> AsyncIterator[BotRunner]:
-    runner = BotRunner(
-        fake_api, rules, clock, lambda: pg_engine(database_url), admin_ids=str(ADMIN)
-    )
-    await runner.start()
-    try:
-        yield runner
-    finally:
-        await runner.stop()
+from tests.conftest import ADMIN, BotRunner, has, register_civil_servant, say
 
 
 async def audit_rows(bot: BotRunner) -> list[m.AuditRow]:

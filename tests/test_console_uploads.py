@@ -7,41 +7,27 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import AsyncIterator
 
-import pytest
 from openpyxl import Workbook
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contest.clock import ManualClock
-from contest.rules import ContestRules
 from fakes.telegram import FakeBotApi, FakeMessage, FakeUser
 from handlers.console import MAX_UPLOAD_BYTES as HANDLER_CAP
 from storage import files
 from storage import models as m
-from tests.conftest import SAMPLES, BotRunner, has, pg_engine, press, register_civil_servant, say
+from tests.conftest import (
+    ADMIN,
+    SAMPLES,
+    BotRunner,
+    has,
+    press,
+    register_civil_servant,
+    say,
+)
 
-ADMIN = 9001
 HEADER = "topic,question,a,b,c,answer\n"
-
-
-@pytest.fixture
-async def console_bot(
-    fake_api: FakeBotApi,
-    rules: ContestRules,
-    clock: ManualClock,
-    seeded: AsyncEngine,
-    database_url: str,
-) -> AsyncIterator[BotRunner]:
-    runner = BotRunner(
-        fake_api, rules, clock, lambda: pg_engine(database_url), admin_ids=str(ADMIN)
-    )
-    await runner.start()
-    try:
-        yield runner
-    finally:
-        await runner.stop()
 
 
 def engine_of(bot: BotRunner) -> AsyncEngine:

@@ -6,20 +6,16 @@ from __future__ import annotations
 
 import re
 import tomllib
-from collections.abc import AsyncIterator
 
 import pytest
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.config import parse_rules
-from contest.clock import ManualClock
 from contest.rules import ContestRules
 from contest.ui import texts
 from contest.ui.console.config import config_text
 from fakes.telegram import FakeBotApi
-from tests.conftest import ROOT, BotRunner, has, pg_engine, register_civil_servant, say
+from tests.conftest import ADMIN, ROOT, BotRunner, has, register_civil_servant, say
 
-ADMIN = 9001
 # The plan's numbers as a text would state them ("còn 2/2 lần", "20 câu", "20 phút").
 PLAN_NUMBERS = re.compile(r"\b20 câu|\b20 phút|\b2 lần|\b\d+/2\b|\b\d+/20\b")
 
@@ -61,24 +57,6 @@ def test_cauhinh_shows_the_rules_in_force(rules: ContestRules):
     assert "Giải Khuyến khích: 4 giải × 500.000 đồng" in text
     assert "Tối thiểu 1 lãnh đạo đơn vị và 30% công chức" in text
     assert "Nhắc giờ khi còn: 5 phút, 1 phút" in text
-
-
-@pytest.fixture
-async def console_bot(
-    fake_api: FakeBotApi,
-    rules: ContestRules,
-    clock: ManualClock,
-    seeded: AsyncEngine,
-    database_url: str,
-) -> AsyncIterator[BotRunner]:
-    runner = BotRunner(
-        fake_api, rules, clock, lambda: pg_engine(database_url), admin_ids=str(ADMIN)
-    )
-    await runner.start()
-    try:
-        yield runner
-    finally:
-        await runner.stop()
 
 
 async def test_the_bot_says_the_numbers_of_the_contest_file(
